@@ -1,0 +1,128 @@
+"""nan_onset: the first step at which the training loss stops being a finite number."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.evidence import row_evidence
+from forensics.formatting import fmt_lr, fmt_step, fmt_value
+from forensics.model import aliases
+from forensics.model.run import Run
+
+FINITE_VALUES_SHOWN = 3
+
+
+class NanOnset(Check):
+    """Training loss became NaN or infinite.
+
+    **Symptom**: the logged training loss turns into `nan` or `inf` at some step; with a loop
+    that does not stop, everything after it (weights, later checkpoints) is garbage.
+
+    **Bad run**: loss 0.41, 0.39, 3.7e+08, nan, nan, ... from step 3010 on, after the LR ramped up
+    (or fp16 overflowed) and nothing stopped the loop.
+
+    **Healthy run**: every logged training loss is finite.
+
+    **Fix**: restart from the last checkpoint saved before the onset with a lower peak LR or a
+    longer warmup, clip gradients, prefer bf16 or a GradScaler over raw fp16, and make the loop
+    stop on the first non-finite loss so it cannot overwrite good checkpoints.
+    """
+
+    code = "nan_onset"
+    severity = "error"
+    needs = ("training loss series",)
+
+    def run(self, run: Run) -> list[Finding]:
+        losses = _training_losses(run)
+        if losses.empty:
+            raise NotApplicable("needs a training loss series; none found")
+        values = losses["value"].to_numpy()
+        nonfinite = ~np.isfinite(values)
+        if not nonfinite.any():
+            return []
+        ordered = losses.assign(_nonfinite=nonfinite).sort_values(["segment", "step"], kind="stable")
+        onset = ordered[ordered["_nonfinite"]].iloc[0]
+        same_series = ordered[(ordered["source"] == onset["source"]) & (ordered["tag"] == onset["tag"])]
+        before = same_series[(same_series["step"] < onset["step"]) & ~same_series["_nonfinite"]]
+        after = same_series[same_series["step"] > onset["step"]]
+        return [self._finding(run, onset, before, after)]
+
+    def _finding(self, run: Run, onset: pd.Series, before: pd.DataFrame, after: pd.DataFrame) -> Finding:
+        onset_step = int(onset["step"])
+        after_nonfinite = int((~np.isfinite(after["value"].to_numpy())).sum())
+        recovered = len(after) > 0 and math.isfinite(float(after["value"].iloc[-1]))
+        end_step = int(after["step"].iloc[-1]) if len(after) else onset_step
+        if recovered:
+            first_finite = after[np.isfinite(after["value"].to_numpy())].iloc[0]
+            end_step = int(first_finite["step"])
+            outcome = (f"it came back to a finite value ({fmt_value(float(first_finite['value']))}) at step "
+                       f"{fmt_step(end_step)}; {after_nonfinite} of the {len(after)} later values are non-finite")
+        else:
+            outcome = (f"it never recovered: {after_nonfinite} of the {len(after)} later values are non-finite"
+                       if len(after) else "it was the last value logged")
+        evidence = [row_evidence(run, onset, expected="finite", note="first non-finite training loss")]
+        evidence += [row_evidence(run, row, note="last finite values before the onset")
+                     for _, row in before.tail(FINITE_VALUES_SHOWN).iterrows()]
+        evidence += _lr_at(run, onset_step)
+        evidence += _checkpoints_around(run, onset_step)
+        message = (f"{onset['tag']} became {fmt_value(float(onset['value']))} at step {fmt_step(onset_step)} "
+                   f"({onset['source']}); {outcome}.")
+        if len(before):
+            message += (" Last finite values: "
+                        + ", ".join(fmt_value(float(v)) for v in before["value"].tail(FINITE_VALUES_SHOWN)) + ".")
+        restart = _last_healthy_checkpoint(run, onset_step)
+        fix = self.documentation()["Fix"]
+        if restart is not None:
+            fix = f"Restart from {restart.path} (step {fmt_step(restart.global_step)}), the last checkpoint before the onset. " + fix
+        severity = "warning" if recovered else "error"
+        return self.finding(step=onset_step, end_step=end_step, message=message, fix=fix, evidence=evidence,
+                            confidence=0.99, severity=severity)
+
+
+def _training_losses(run: Run) -> pd.DataFrame:
+    """The canonical training loss, or else every training-side metric with `loss` in its name."""
+    main = run.series(aliases.LOSS)
+    if len(main):
+        return main
+    parts = [frame for name, frame in run.metrics.items()
+             if "loss" in name and not name.startswith(("val", "eval", "test")) and len(frame)]
+    return pd.concat(parts, ignore_index=True) if parts else main
+
+
+def _lr_at(run: Run, step: int) -> list[Evidence]:
+    """The LR when the loss broke, next to its peak so far: a ramp that went too high shows here."""
+    lr = run.series(aliases.LR, group=0)
+    lr = lr[(lr["step"] <= step) & np.isfinite(lr["value"].to_numpy())]
+    if lr.empty:
+        return []
+    at_onset = lr.iloc[-1]
+    peak = lr.loc[lr["value"].idxmax()]
+    note = f"LR at the onset; peak so far {fmt_lr(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
+    return [row_evidence(run, at_onset, note=note)]
+
+
+def _checkpoints_around(run: Run, step: int) -> list[Evidence]:
+    """The last checkpoint with finite weights before the onset and any poisoned one after it."""
+    evidence = []
+    healthy = _last_healthy_checkpoint(run, step)
+    if healthy is not None:
+        evidence.append(Evidence(healthy.path, "ckpt key global_step", healthy.global_step,
+                                 note="last checkpoint before the onset, weights all finite"))
+    for checkpoint in run.checkpoints:
+        if checkpoint.nonfinite_weight_values:
+            evidence.append(Evidence(checkpoint.path, "model weights", f"{checkpoint.nonfinite_weight_values:,} non-finite "
+                                     f"of {checkpoint.weight_values:,} values", expected="0 non-finite",
+                                     note=f"checkpoint at step {fmt_step(checkpoint.global_step)}"))
+            break
+    return evidence
+
+
+def _last_healthy_checkpoint(run: Run, step: int):
+    candidates = [checkpoint for checkpoint in run.checkpoints
+                  if checkpoint.global_step is not None and checkpoint.global_step < step
+                  and checkpoint.weight_values and not checkpoint.nonfinite_weight_values]
+    return candidates[-1] if candidates else None

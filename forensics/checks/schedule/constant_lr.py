@@ -1,0 +1,151 @@
+"""constant_lr: the LR sits still for most of the run although a scheduler was meant to move it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.evidence import row_evidence
+from forensics.checks.schedule.scheduler_facts import SavedScheduler, expects_lr_change, saved_schedulers
+from forensics.formatting import fmt_lr, fmt_percent, fmt_step
+from forensics.model import aliases
+from forensics.model.run import Run
+
+# "Constant" = within this relative band around the stretch's first value.
+BAND = 0.05
+# A stretch this long (as a share of the run's steps) is "most of the run".
+MIN_SHARE = 0.5
+MIN_POINTS = 10
+
+
+class ConstantLr(Check):
+    """Learning rate stays constant while a scheduler is configured to change it.
+
+    **Symptom**: the logged LR is flat (within 5%) for at least half of the run's steps, yet the
+    checkpoints hold a scheduler whose schedule moves the LR (OneCycle, cosine, linear, ...).
+
+    **Bad run**: OneCycleLR(total_steps=58285) stepped once per epoch: the LR sits at 2.84e-03 from
+    step 0 to 45,114 and never warms up or anneals.
+
+    **Healthy run**: the LR follows the scheduler; or the LR is flat and no scheduler is saved,
+    or the saved scheduler keeps it flat by design (ReduceLROnPlateau, a StepLR that never reached
+    its step size).
+
+    **Fix**: call `scheduler.step()` once per optimizer step for per-step schedules (inside the
+    batch loop, right after `optimizer.step()`), size the schedule in optimizer steps
+    (`total_steps = epochs * ceil(len(loader) / accumulation_steps)`), and restore the scheduler's
+    `state_dict()` on resume.
+    """
+
+    code = "constant_lr"
+    severity = "error"
+    needs = ("LR series", "scheduler state in a checkpoint")
+
+    def run(self, run: Run) -> list[Finding]:
+        lr = _main_lr_series(run)
+        if len(lr) < MIN_POINTS:
+            raise NotApplicable(f"needs an LR series with at least {MIN_POINTS} points; "
+                                + ("none found" if lr.empty else f"found {len(lr)}"))
+        schedulers = saved_schedulers(run)
+        if not schedulers:
+            raise NotApplicable("no scheduler state in any checkpoint, so a flat LR may be intended")
+        moving = [(saved, why) for saved in schedulers for expected, why in [expects_lr_change(saved.state)] if expected]
+        if not moving:
+            return []
+        by_step = lr.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
+        first, last = _longest_flat_stretch(by_step["value"].to_numpy())
+        steps = by_step["step"].to_numpy()
+        span = max(int(steps[-1] - steps[0]), 1)
+        share = (int(steps[last] - steps[first]) + 1) / (span + 1)
+        if share < MIN_SHARE:
+            return []
+        start_row, end_row = by_step.iloc[first], by_step.iloc[last]
+        return [self._finding(run, start_row, end_row, share, moving[-1])]
+
+    def _finding(self, run: Run, start_row: pd.Series, end_row: pd.Series, share: float,
+                 moving: tuple[SavedScheduler, str]) -> Finding:
+        saved, why = moving
+        level = float(start_row["value"])
+        start_step, end_step = int(start_row["step"]), int(end_row["step"])
+        message = (f"LR stuck at {fmt_lr(level)} from step {fmt_step(start_step)} to {fmt_step(end_step)} "
+                   f"({fmt_percent(share)} of training) although {saved.checkpoint.path} holds a "
+                   f"{saved.state.class_name or 'scheduler'} ({why}).")
+        stepping_hint = _stepping_hint(saved)
+        if stepping_hint:
+            message += " " + stepping_hint
+        evidence = [
+            row_evidence(run, start_row, note="start of the flat stretch"),
+            row_evidence(run, end_row, expected=f"outside {fmt_lr(level)} ±{BAND:.0%}", note="end of the flat stretch"),
+            Evidence(saved.checkpoint.path, saved.locator, saved.state.class_name or "unidentified",
+                     note=f"identified by {saved.state.identified_by}; {why}"),
+        ]
+        evidence += _counter_evidence(saved)
+        return self.finding(step=start_step, end_step=end_step, message=message, fix=self.documentation()["Fix"],
+                            evidence=evidence, confidence=0.9)
+
+
+def _main_lr_series(run: Run) -> pd.DataFrame:
+    """Param group 0 from the source that logged the LR most often."""
+    lr = run.series(aliases.LR, group=0)
+    if lr.empty:
+        return lr
+    busiest = lr["source"].value_counts().idxmax()
+    lr = lr[lr["source"] == busiest]
+    return lr[np.isfinite(lr["value"].to_numpy())]
+
+
+def _longest_flat_stretch(values: np.ndarray) -> tuple[int, int]:
+    """First and last index of the longest run of values within BAND of the run's first value."""
+    best = (0, 0)
+    start = 0
+    while start < len(values):
+        end = _end_of_band(values, start) - 1
+        if end - start > best[1] - best[0]:
+            best = (start, end)
+        start = end + 1
+    return best
+
+
+def _end_of_band(values: np.ndarray, start: int) -> int:
+    """Index of the first value after `start` outside BAND of values[start] (len(values) if none).
+
+    Looks ahead in doubling windows so a fast-moving LR costs O(n) overall, not O(n^2).
+    """
+    reference = values[start]
+    low, high = sorted((reference / (1 + BAND), reference * (1 + BAND)))
+    position, window = start + 1, 256
+    while position < len(values):
+        chunk = values[position:position + window]
+        outside = np.flatnonzero((chunk < low) | (chunk > high))
+        if len(outside):
+            return position + int(outside[0])
+        position += window
+        window *= 2
+    return len(values)
+
+
+def _stepping_hint(saved: SavedScheduler) -> str:
+    """Compare how often the scheduler stepped with how many optimizer steps ran."""
+    scheduler_steps = saved.state.last_epoch
+    optimizer_steps = saved.checkpoint.global_step
+    if scheduler_steps is None or not optimizer_steps or scheduler_steps <= 0:
+        return ""
+    ratio = optimizer_steps / scheduler_steps
+    if ratio < 1.5:
+        return ""
+    return (f"The scheduler had been stepped {scheduler_steps:,} times in {optimizer_steps:,} optimizer steps "
+            f"(one scheduler step per {ratio:,.0f} optimizer steps), as if stepped once per epoch.")
+
+
+def _counter_evidence(saved: SavedScheduler) -> list[Evidence]:
+    state, checkpoint = saved.state, saved.checkpoint
+    evidence = []
+    if state.last_epoch is not None:
+        evidence.append(Evidence(checkpoint.path, f"ckpt key {state.key}.last_epoch", state.last_epoch,
+                                 expected=checkpoint.global_step, note="scheduler steps vs the checkpoint's global step"))
+    total = (state.params or {}).get("total_steps") or (state.params or {}).get("T_max")
+    if total is not None:
+        evidence.append(Evidence(checkpoint.path, f"ckpt key {state.key}.{'total_steps' if 'total_steps' in state.params else 'T_max'}",
+                                 total, note="the schedule's horizon in scheduler steps"))
+    return evidence

@@ -1,0 +1,1 @@
+"""The command line: thin commands over library functions a Python user can call too."""

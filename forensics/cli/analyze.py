@@ -1,0 +1,54 @@
+"""`forensics analyze RUN_DIR`: read a run, diagnose it, write the report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from forensics.analyze import analyze as analyze_run
+from forensics.cli.summary import print_summary
+from forensics.render import EXTENSIONS, RENDERERS
+from forensics.render.output import STDOUT, default_output_path, write_report
+
+EXIT_FINDINGS = 1
+
+
+class Format(str, Enum):
+    html = "html"
+    json = "json"
+    md = "md"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+def analyze(
+    run_dir: Path = typer.Argument(..., help="The run directory: event files, logs, checkpoints, configs."),
+    output_format: Format = typer.Option(Format.html, "--format", "-f", help="Report format."),
+    output: str = typer.Option(None, "--output", "-o",
+                               help="Report path; '-' for stdout. Default: ./forensics-<run>.<ext> (never inside RUN_DIR)."),
+    fail_on: FailOn = typer.Option(FailOn.never, "--fail-on",
+                                   help="Exit 1 when a finding of this severity (or worse) is present."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input could not be read completely."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
+) -> None:
+    """Analyse RUN_DIR and write a post-mortem report. Exit 0 when analysis ran, whatever it found."""
+    command = "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+    report = analyze_run(run_dir, command=command)
+    text = RENDERERS[output_format.value](report)
+    destination = output or default_output_path(report.run_name, EXTENSIONS[output_format.value])
+    where = write_report(text, destination, run_dir)
+    if not quiet:
+        print_summary(report, where if str(destination) != STDOUT else None)
+    severities = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on.value]
+    if any(finding.severity in severities for finding in report.findings):
+        raise typer.Exit(EXIT_FINDINGS)
+    if strict and report.input_problems:
+        raise typer.Exit(EXIT_FINDINGS)

@@ -1,0 +1,36 @@
+"""The short terminal summary printed after `analyze` (to stderr, so stdout can carry the report)."""
+
+from __future__ import annotations
+
+import typer
+
+from forensics.formatting import fmt_step
+from forensics.report.model import Report
+
+_COLOURS = {"error": "red", "warning": "yellow", "info": "blue", "failed": "red", "suspect": "yellow",
+            "healthy": "green", "inconclusive": "white"}
+SHOWN_FINDINGS = 8
+
+
+def print_summary(report: Report, written_to: str | None) -> None:
+    """Verdict, findings, unreadable inputs and the report's location, in a dozen lines."""
+    echo = lambda text="", **style: typer.secho(text, err=True, **style)  # noqa: E731
+    echo(f"{report.run_name}: ", nl=False, bold=True)
+    echo(report.verdict.status.upper(), fg=_COLOURS[report.verdict.status], bold=True, nl=False)
+    echo(f"  {report.verdict.headline}")
+    for finding in report.findings[:SHOWN_FINDINGS]:
+        echo(f"  {finding.severity:<7}", fg=_COLOURS[finding.severity], nl=False)
+        echo(f" {finding.code:<20} step {fmt_step(finding.step):>9}  {finding.message}")
+    if len(report.findings) > SHOWN_FINDINGS:
+        echo(f"  ... {len(report.findings) - SHOWN_FINDINGS} more in the report")
+    skipped = [outcome for outcome in report.checks if outcome.status != "ran"]
+    for outcome in skipped:
+        echo(f"  {'skipped':<7} {outcome.code:<20} {outcome.detail}", dim=True)
+    if report.input_problems:
+        echo(f"  {len(report.input_problems)} input problem(s):", fg="yellow")
+        for problem in report.input_problems[:5]:
+            echo(f"    {problem.message}")
+    read = sum(1 for source in report.sources if source.status in ("read", "partial"))
+    echo(f"  {read} of {len(report.sources)} sources read", dim=True)
+    if written_to:
+        echo(f"  report: {written_to}")

@@ -1,0 +1,172 @@
+"""Walk a run directory read-only and sort what is in it by kind.
+
+The walk follows symbolic links (checkpoint folders are often links to bulk storage) but
+remembers every real directory it entered, so a link loop is reported once and never walked
+twice. Nothing here opens a file for writing or reads file contents beyond a name and a stat.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forensics.ingest.problems import InputProblem
+
+# Kinds of source. Readers are chosen by kind; the report lists every file with its kind.
+TENSORBOARD = "tensorboard"
+CHECKPOINT = "checkpoint"
+HF_CHECKPOINT_DIR = "hf_checkpoint_dir"
+TRAINING_ARGS = "training_args"
+TRAINER_STATE = "trainer_state"
+LOG = "log"
+CONFIG = "config"
+METRICS_TABLE = "metrics_table"
+WEIGHTS = "weights"
+OTHER = "other"
+
+_CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".tar", ".pkl"}
+_LOG_SUFFIXES = {".log", ".out", ".err", ".txt"}
+_CONFIG_SUFFIXES = {".yaml", ".yml", ".json", ".toml", ".cfg", ".ini"}
+_METRICS_SUFFIXES = {".csv", ".tsv", ".jsonl"}
+_HF_CHECKPOINT_DIR = re.compile(r"checkpoint-\d+")
+_HF_CHECKPOINT_MARKERS = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "pytorch_model.bin",
+                          "model.safetensors", "adapter_model.safetensors", "adapter_model.bin", "rng_state.pth"}
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """One source found in the run directory."""
+
+    path: Path          # absolute path, used to read
+    display_path: str   # posix path relative to the run dir, used in every report
+    kind: str
+    size_bytes: int
+    modified_time: float
+    members: tuple[str, ...] = ()  # for a checkpoint folder: the display paths inside it
+
+
+@dataclass
+class Discovery:
+    """What the walk found, in a stable order, plus what it could not look at."""
+
+    root: Path
+    files: list[FoundFile] = field(default_factory=list)
+    problems: list[InputProblem] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[FoundFile]:
+        """Found files of one kind, in walk order."""
+        return [found for found in self.files if found.kind == kind]
+
+
+def discover(root: Path) -> Discovery:
+    """Walk `root` (a directory) and classify every file below it."""
+    discovery = Discovery(root=root)
+    entered: set[tuple[int, int]] = set()
+    _walk(root, root, discovery, entered)
+    return discovery
+
+
+def classify(name: str) -> str:
+    """The kind of a file from its name alone (contents are the readers' business)."""
+    lowered = name.lower()
+    suffix = os.path.splitext(lowered)[1]
+    if "tfevents" in lowered:
+        return TENSORBOARD
+    if lowered == "training_args.bin":
+        return TRAINING_ARGS
+    if lowered == "trainer_state.json":
+        return TRAINER_STATE
+    if suffix == ".safetensors":
+        return WEIGHTS
+    if suffix in _CHECKPOINT_SUFFIXES:
+        return CHECKPOINT
+    if suffix in _METRICS_SUFFIXES:
+        return METRICS_TABLE
+    if suffix in _CONFIG_SUFFIXES or lowered in ("hparams", "args", "config"):
+        return CONFIG
+    if suffix in _LOG_SUFFIXES or lowered in ("stdout", "stderr", "output", "log"):
+        return LOG
+    return OTHER
+
+
+def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[int, int]]) -> None:
+    try:
+        directory_stat = directory.stat()
+    except OSError as error:
+        discovery.problems.append(_unreadable(directory, root, error))
+        return
+    identity = (directory_stat.st_dev, directory_stat.st_ino)
+    if identity in entered:
+        discovery.problems.append(InputProblem(
+            code="symlink_loop", path=_display(directory, root),
+            message=f"{_display(directory, root)}: a symbolic link leads back to a folder already walked; not walked again",
+            severity="info"))
+        return
+    entered.add(identity)
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as error:
+        discovery.problems.append(_unreadable(directory, root, error))
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            entry_stat = path.stat()  # follows links; a broken link raises
+        except OSError as error:
+            discovery.problems.append(_unreadable(path, root, error, broken_link=entry.is_symlink()))
+            continue
+        if stat.S_ISDIR(entry_stat.st_mode):
+            if _is_hf_checkpoint_dir(path):
+                _add_hf_checkpoint_dir(path, root, discovery, entry_stat)
+            else:
+                _walk(path, root, discovery, entered)
+        elif stat.S_ISREG(entry_stat.st_mode):
+            discovery.files.append(FoundFile(path, _display(path, root), classify(entry.name),
+                                             entry_stat.st_size, entry_stat.st_mtime))
+        else:
+            discovery.problems.append(InputProblem(
+                code="not_a_regular_file", path=_display(path, root),
+                message=f"{_display(path, root)}: not a regular file (socket, fifo or device); not read",
+                severity="info"))
+
+
+def _is_hf_checkpoint_dir(path: Path) -> bool:
+    if not _HF_CHECKPOINT_DIR.fullmatch(path.name):
+        return False
+    try:
+        return any(entry.name in _HF_CHECKPOINT_MARKERS for entry in os.scandir(path))
+    except OSError:
+        return False
+
+
+def _add_hf_checkpoint_dir(path: Path, root: Path, discovery: Discovery, dir_stat: os.stat_result) -> None:
+    """An HF `checkpoint-N/` folder is one checkpoint made of several files."""
+    members = []
+    total_size = 0
+    for member in sorted(path.rglob("*")):
+        if member.is_file():
+            members.append(_display(member, root))
+            total_size += member.stat().st_size
+    discovery.files.append(FoundFile(path, _display(path, root), HF_CHECKPOINT_DIR, total_size,
+                                     dir_stat.st_mtime, tuple(members)))
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
+
+
+def _unreadable(path: Path, root: Path, error: OSError, broken_link: bool = False) -> InputProblem:
+    shown = _display(path, root)
+    if error.errno == errno.ELOOP:  # a link that leads to itself
+        return InputProblem(code="symlink_loop", path=shown, message=f"{shown}: symbolic link loop; not followed")
+    if broken_link:
+        return InputProblem(code="broken_link", path=shown,
+                            message=f"{shown}: symbolic link whose target cannot be read ({error.strerror})")
+    return InputProblem(code="file_unreadable", path=shown, message=f"{shown}: cannot be read ({error.strerror or error})")

@@ -1,0 +1,73 @@
+"""The Jinja2 environments and the small pure helpers templates use."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_value
+
+
+def _templates_dir() -> Path:
+    """templates/ ships inside the package as `forensics.templates`; a source checkout has it at the top."""
+    try:
+        packaged = Path(str(resources.files("forensics.templates")))
+        if (packaged / "report.html.j2").is_file():
+            return packaged
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def _md_cell(text) -> str:
+    """Text safe inside a Markdown table cell: no pipe, no newline, no stray backtick."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("`", "\\`")
+
+
+def _md_code(text) -> str:
+    """Text from a log as an inline code span that its own backticks cannot break."""
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    fence = "`"
+    while fence in flat:
+        fence += "`"
+    return f"{fence} {flat} {fence}" if flat else ""
+
+
+def sparkline_points(steps, values, width: int = 240, height: int = 40, log_scale: bool = False) -> str:
+    """SVG polyline coordinates for a static chart (the page must show data without JavaScript)."""
+    pairs = [(s, v) for s, v in zip(steps, values) if v is not None and (not log_scale or v > 0)]
+    if not pairs:
+        return ""
+    ys = [math.log10(v) if log_scale else v for _, v in pairs]
+    x_low, x_high = pairs[0][0], pairs[-1][0]
+    y_low, y_high = min(ys), max(ys)
+    x_span = (x_high - x_low) or 1
+    y_span = (y_high - y_low) or 1
+    return " ".join(f"{(s - x_low) / x_span * width:.1f},{height - (y - y_low) / y_span * height:.1f}"
+                    for (s, _), y in zip(pairs, ys))
+
+
+def _common(environment: jinja2.Environment) -> jinja2.Environment:
+    environment.filters.update(fmt_step=fmt_step, fmt_lr=fmt_lr, fmt_value=fmt_value, fmt_percent=fmt_percent,
+                               fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code)
+    environment.globals.update(sparkline_points=sparkline_points)
+    return environment
+
+
+@lru_cache(maxsize=None)
+def html_environment() -> jinja2.Environment:
+    """HTML: everything escaped unless a template says otherwise (no template does for run data)."""
+    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(_templates_dir()), autoescape=True,
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True))
+
+
+@lru_cache(maxsize=None)
+def markdown_environment() -> jinja2.Environment:
+    """Markdown: no HTML escaping; run text goes through md_cell/md_code instead."""
+    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(_templates_dir()), autoescape=False,
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                      keep_trailing_newline=True))

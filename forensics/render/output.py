@@ -1,0 +1,48 @@
+"""The one place that writes report files, and the rule that it never writes into the run dir."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from forensics.errors import ForensicsError
+
+STDOUT = "-"
+
+
+def default_output_path(run_name: str, extension: str) -> Path:
+    """`./forensics-<run>.<ext>` in the current directory."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_name) or "run"
+    return Path.cwd() / f"forensics-{safe}.{extension}"
+
+
+def write_report(text: str, destination: str | Path, run_dir: Path) -> str:
+    """Write `text` to `destination` (or stdout for "-"); return a description of where it went.
+
+    Refuses any path inside `run_dir`: the run is evidence and must stay exactly as it was.
+    """
+    if str(destination) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return "standard output"
+    target = Path(destination).expanduser().resolve()
+    run_root = Path(run_dir).resolve()
+    if target == run_root or run_root in target.parents:
+        raise ForensicsError(f"{target}: refusing to write inside the run directory {run_root}; "
+                             "choose another path with -o")
+    if target.is_dir():
+        raise ForensicsError(f"{target}: is a directory; give a file path with -o")
+    if not target.parent.is_dir():
+        raise ForensicsError(f"{target.parent}: no such directory for the report")
+    # Write beside the target and rename, so a reader never sees half a report.
+    handle, temporary = tempfile.mkstemp(prefix=".forensics-", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ForensicsError(f"{target}: cannot write the report ({error.strerror or error})") from error
+    return str(target)
