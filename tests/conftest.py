@@ -1,0 +1,37 @@
+"""Shared fixtures: the committed sample runs and other people's real runs (when present)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RUNS = REPO / "sample_runs"
+
+
+def real_runs_root() -> Path:
+    """../shared/real_runs beside the repo, or $FORENSICS_REAL_RUNS."""
+    return Path(os.environ.get("FORENSICS_REAL_RUNS", REPO.parent / "shared" / "real_runs"))
+
+
+@pytest.fixture
+def sample_run():
+    """Path of a committed sample run by name; fails loudly if the committed run is missing."""
+    def locate(name: str) -> Path:
+        path = SAMPLE_RUNS / name
+        assert path.is_dir(), f"sample run {name} missing; regenerate with: python sample_runs/generate.py"
+        return path
+    return locate
+
+
+@pytest.fixture
+def real_run():
+    """Path of a run in ../shared/real_runs; skips the test when that folder is absent."""
+    def locate(name: str) -> Path:
+        path = real_runs_root() / name
+        if not path.is_dir():
+            pytest.skip(f"real run {name} not present at {path}")
+        return path
+    return locate

@@ -1,0 +1,41 @@
+"""Tag spellings seen in real runs map to the canonical metrics the checks ask for."""
+
+import pytest
+
+from forensics.model.aliases import MetricName, canonical_metric
+
+CASES = [
+    # (tag, folder it was found in, expected)
+    ("lr", "", MetricName("lr", 0)),
+    ("learning_rate", "", MetricName("lr", 0)),           # HF trainer_state
+    ("lr-AdamW", "", MetricName("lr", 0)),                # Lightning LearningRateMonitor
+    ("lr-Adam/pg2", "", MetricName("lr", 2)),             # ... with several param groups
+    ("Learning Rate", "", MetricName("lr", 0)),
+    ("train/lr", "", MetricName("lr", 0)),
+    ("train/learning_rate", "", MetricName("lr", 0)),
+    ("lr/group1", "", MetricName("lr", 1)),
+    ("x/lr0", "", MetricName("lr", 0)),                   # yolov5
+    ("x/lr2", "", MetricName("lr", 2)),
+    ("loss", "", MetricName("loss", 0)),
+    ("train/loss", "", MetricName("loss", 0)),
+    ("Loss/train", "", MetricName("loss", 0)),
+    ("train_loss", "", MetricName("loss", 0)),            # Lightning
+    ("lm loss", "", MetricName("loss", 0)),               # Megatron
+    ("epoch_loss", "logs/train", MetricName("loss", 0)),  # Keras train/ folder
+    ("epoch_loss", "logs/validation", MetricName("val_loss", 0)),
+    ("val/loss", "", MetricName("val_loss", 0)),
+    ("eval_loss", "", MetricName("val_loss", 0)),
+    ("Loss/val", "", MetricName("val_loss", 0)),
+    ("train/grad_norm", "", MetricName("grad_norm", 0)),
+    ("grad norm", "", MetricName("grad_norm", 0)),
+    ("loss scale", "", MetricName("loss_scale", 0)),
+    ("scaler/scale", "", MetricName("loss_scale", 0)),
+    ("lr-Adam-momentum", "", MetricName("momentum", 0)),
+    ("train/box_loss", "", MetricName("train/box_loss", 0)),  # component losses keep their name
+    ("val/accuracy", "", MetricName("val/accuracy", 0)),
+]
+
+
+@pytest.mark.parametrize(("tag", "context", "expected"), CASES)
+def test_canonical_metric(tag, context, expected):
+    assert canonical_metric(tag, context) == expected
