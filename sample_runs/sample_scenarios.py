@@ -277,7 +277,8 @@ def train_resumed(spec: RunSpec, run_dir: Path) -> tuple[list[Lifetime], dict]:
     """Train until the 'crash', restart in a new process, and compare the LR to the intended schedule."""
     first = _first_lifetime(spec, run_dir)
     second = _second_lifetime(spec, run_dir)
-    checkpoint = torch.load(run_dir / second.resumed_from, weights_only=True)
+    # From the first lifetime's record, not the file: a step-counter reset overwrites that file later.
+    checkpoint = next(ckpt for ckpt in first.checkpoints if ckpt["path"] == second.resumed_from)
     resume_step = second.scalars["train/lr"][0][0]
     last_step_before = first.scalars["train/lr"][-1][0]
     lr_before = first.scalars["train/lr"][-1][1]
@@ -285,7 +286,7 @@ def train_resumed(spec: RunSpec, run_dir: Path) -> tuple[list[Lifetime], dict]:
     truths = {
         "resume_checkpoint": second.resumed_from,
         "resume_checkpoint_global_step": checkpoint["global_step"],
-        "resume_checkpoint_scheduler_last_epoch": checkpoint["scheduler"]["last_epoch"],
+        "resume_checkpoint_scheduler_last_epoch": checkpoint["scheduler_last_epoch"],
         "last_step_before_resume": last_step_before,
         "resume_step": resume_step,
         "lr_before_resume": lr_before,
@@ -306,4 +307,8 @@ def train_resumed(spec: RunSpec, run_dir: Path) -> tuple[list[Lifetime], dict]:
         truths["step_rewound_to"] = resume_step
         truths["overlapping_steps"] = [resume_step, last_step_before]
         truths["scheduler_t_max"] = spec.planned_steps
+        first_paths = {ckpt["path"] for ckpt in first.checkpoints}
+        truths["overwritten_checkpoints"] = sorted(
+            {ckpt["path"] for ckpt in second.checkpoints} & first_paths, key=lambda path: int(path.split("_")[-1][:-3])
+        )
     return [first, second], truths
