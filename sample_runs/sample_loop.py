@@ -110,22 +110,19 @@ def model_is_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters())
 
 
-@dataclass
 class RunLogger:
-    """One process lifetime's logging: a SummaryWriter, the `train.log` lines, and a copy of each value.
+    """One process lifetime's logging: a SummaryWriter, `train.log`, and a copy of each scalar.
 
-    The copy (`scalars`, `log_lines`) is what the ground truth is computed from, so the manifest
-    describes exactly what was written.
+    The copy (`scalars`) is what the ground truth is computed from, so the manifest describes
+    exactly what was written. `train.log` is appended to: a restarted process continues it.
     """
 
-    run_dir: Path
-    log_every: int
-    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    writer: SummaryWriter | None = None
-
-    def __post_init__(self) -> None:
-        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
-        self._log_file = open(self.run_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
+    def __init__(self, run_dir: Path, log_every: int) -> None:
+        self.run_dir = run_dir
+        self.log_every = log_every
+        self.scalars: dict[str, list[tuple[int, float]]] = {}
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+        self._log_file = open(run_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
 
     def print(self, line: str) -> None:
         """What the script prints; its stdout is redirected to train.log."""

@@ -22,8 +22,6 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LinearLR, OneCycleLR, SequentialLR
 
 from sample_loop import (
-    CLASSIFICATION,
-    REGRESSION,
     Loop,
     RunLogger,
     describe_model,
@@ -119,10 +117,6 @@ def _warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> Sequen
     warmup = LinearLR(optimizer, start_factor=WARMUP_START_FACTOR, total_iters=WARMUP_STEPS)
     cosine = CosineAnnealingLR(optimizer, T_max=total_steps - WARMUP_STEPS)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[WARMUP_STEPS])
-
-
-def _lrs(lifetimes: list[Lifetime]) -> list[tuple[int, float]]:
-    return [point for lifetime in lifetimes for point in lifetime.scalars["train/lr"]]
 
 
 def _intended_lrs(make_scheduler: Callable, steps: int) -> list[float]:

@@ -64,7 +64,7 @@ class SchedulerState:
     params: dict
     interval: str | None = None
     frequency: int | None = None
-    # How the class was found: "exact", "legacy", "superset", "ambiguous" or "none".
+    # How the class was found: "exact", "legacy", "superset", "partial", "ambiguous" or "none".
     match: str = "none"
     candidates: tuple[str, ...] = ()
     children: tuple["SchedulerState", ...] = field(default=())  # SequentialLR / ChainedScheduler parts
@@ -145,7 +145,7 @@ def summarise_scheduler(state: dict, key: str, interval: str | None = None,
         if not isinstance(name, str) or name in BASE_SCHEDULER_KEYS or name in _STRUCTURAL_KEYS:
             continue
         plain = plain_value(value)
-        if plain is not _SKIP:
+        if plain is not NOT_PLAIN:
             params[name] = plain
     if isinstance(params.get("milestones"), dict):
         # MultiStepLR keeps a Counter {milestone: times}; a sorted list reads better.
@@ -214,15 +214,15 @@ def _describe_lambdas(lambdas: Any) -> str:
     return f"{len(lambdas)} entries: {'; '.join(unique)}" if unique else "an empty list"
 
 
-class _Skip:
+class _NotPlain:
     """Marks a value that is not plain data (a tensor with many values, a callable, ...)."""
 
 
-_SKIP = _Skip()
+NOT_PLAIN = _NotPlain()
 
 
 def plain_value(value: Any, depth: int = 0) -> Any:
-    """Return `value` as JSON-able plain data, or `_SKIP` when it is not plain (tensors, callables)."""
+    """Return `value` as JSON-able plain data, or `NOT_PLAIN` when it is not plain (tensors, callables)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -230,18 +230,21 @@ def plain_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float):
         return float(value)
     if depth > 6:
-        return _SKIP
-    if hasattr(value, "numel") and hasattr(value, "item"):
-        return value.item() if value.numel() == 1 else _SKIP  # torch tensors: only scalars
+        return NOT_PLAIN
+    if hasattr(value, "numel") and hasattr(value, "item"):  # torch tensors: only one-value ones
+        try:
+            return value.item() if value.numel() == 1 else NOT_PLAIN
+        except (RuntimeError, ValueError):  # meta tensors have no value
+            return NOT_PLAIN
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()
     if isinstance(value, (list, tuple)):
         items = [plain_value(item, depth + 1) for item in value]
-        return _SKIP if any(item is _SKIP for item in items) else items
+        return NOT_PLAIN if any(item is NOT_PLAIN for item in items) else items
     if isinstance(value, dict):
         items = {str(k): plain_value(v, depth + 1) for k, v in value.items()}
-        return _SKIP if any(item is _SKIP for item in items.values()) else items
-    return _SKIP
+        return NOT_PLAIN if any(item is NOT_PLAIN for item in items.values()) else items
+    return NOT_PLAIN
 
 
 def as_int(value: Any) -> int | None:
@@ -249,9 +252,7 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if hasattr(value, "numel") and hasattr(value, "item"):
-        if value.numel() != 1:
-            return None
-        value = value.item()
+        value = plain_value(value)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and math.isfinite(value) and value == int(value):
