@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pathlib
 import struct
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,11 +27,13 @@ import numpy as np
 
 from forensics.ingest.problems import InputProblem
 
-CHUNK_BYTES = 32 << 20
+# Small chunks keep the per-chunk numpy work in cache: 2 MB read 4M events in 1.8 s here,
+# 32 MB in 2.5 s. Frames larger than a chunk grow the buffer as needed.
+CHUNK_BYTES = 2 << 20
 HEADER_BYTES = 12  # length + length CRC
 FRAME_OVERHEAD = 16  # header + payload CRC
 _MASK_DELTA = 0xA282EAD8
-# Records are XOR-folded into this many cells per payload length; see `_first_bad_payload`.
+# Records are XOR-folded into this many cells per payload length; see `_bad_strings`.
 _CRC_CELLS = 64
 
 
@@ -86,52 +89,47 @@ class FrameChunk:
         return self.data[start : start + int(self.lengths[index])].tobytes()
 
 
-def walk_frames(data: bytes | bytearray | memoryview, end: int) -> tuple[np.ndarray, np.ndarray, int]:
+def walk_frames(data: bytes | bytearray | memoryview,
+                end: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Follow the length fields from byte 0 while whole frames fit before `end`.
 
     Returns frame starts, payload lengths and the position where the walk stopped. Lengths are
     not trusted yet: the caller verifies the length CRCs before using anything past a frame.
     """
     # The walk is inherently sequential (each length says where the next frame starts); this
-    # loop is the one per-frame Python cost, about 0.2 us per frame.
+    # loop is the one per-frame Python cost, about 0.15 us per frame.
     unpack = struct.Struct("<Q").unpack_from
-    starts: list[int] = []
+    starts = array("q")
     append = starts.append
-    pos = 0
-    while pos + FRAME_OVERHEAD <= end:
-        (length,) = unpack(data, pos)
-        following = pos + FRAME_OVERHEAD + length
-        if following > end:
-            break
+    pos, last_start = 0, end - FRAME_OVERHEAD
+    while pos <= last_start:
         append(pos)
-        pos = following
-    starts_array = np.array(starts, dtype=np.int64)
-    if len(starts_array):
-        lengths = unaligned_view(np.frombuffer(data, np.uint8, end), "<u8")[starts_array]
-    else:
-        lengths = np.zeros(0, np.uint64)
+        pos += unpack(data, pos)[0] + FRAME_OVERHEAD
+    if pos > end:  # the last frame started does not fit
+        pos = starts.pop()
+    starts_array = np.frombuffer(starts, np.int64) if len(starts) else np.zeros(0, np.int64)
+    lengths = unaligned_view(np.frombuffer(data, np.uint8, end), "<u8")[starts_array]
     return starts_array, lengths.astype(np.int64), pos
 
 
-def _xor_fold(words: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    return np.bitwise_xor.reduceat(words, bounds) if len(words) else words
-
-
-def _fold_rows(data: np.ndarray, starts: np.ndarray, length: int, bounds: np.ndarray) -> list[bytes]:
-    """XOR together the `length`-byte strings at `starts`, one result per cell in `bounds`."""
+def _fold_cells(data: np.ndarray, starts: np.ndarray, length: int, cells: np.ndarray) -> np.ndarray:
+    """XOR together the `length`-byte strings at `starts` per cell: a (_CRC_CELLS, length) array."""
     if length < 8:
-        rows = data[starts[:, None] + np.arange(length)]
-        return [row.tobytes() for row in np.bitwise_xor.reduceat(rows, bounds, axis=0)]
+        folded = np.zeros((_CRC_CELLS, length), np.uint8)
+        np.bitwise_xor.at(folded, cells, data[starts[:, None] + np.arange(length)])
+        return folded
     words = unaligned_view(data, "<u8")
     full, rest = divmod(length, 8)
-    columns = [_xor_fold(words[starts + 8 * j], bounds) for j in range(full)]
+    folded_words = np.zeros((full + (rest > 0), _CRC_CELLS), np.uint64)
+    for column in range(full):
+        np.bitwise_xor.at(folded_words[column], cells, words[starts + 8 * column])
     if rest:
         # The last word overlaps the previous one; only its top `rest` bytes are new.
-        columns.append(_xor_fold(words[starts + length - 8], bounds))
-    folded = np.stack(columns, axis=1).view(np.uint8)
+        np.bitwise_xor.at(folded_words[full], cells, words[starts + length - 8])
+    folded = np.ascontiguousarray(folded_words.T).view(np.uint8)
     if rest:
         folded = np.concatenate([folded[:, : 8 * full], folded[:, -rest:]], axis=1)
-    return [row.tobytes() for row in folded]
+    return folded
 
 
 def _stable_order(key: np.ndarray) -> np.ndarray:
@@ -154,27 +152,27 @@ def _bad_strings(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, stor
     `_CRC_CELLS` cells by a hash of their ordinal lets such a pair escape with probability
     1/_CRC_CELLS. A failing cell is re-checked record by record to find the exact record.
     """
-    key = lengths * _CRC_CELLS + cells
-    order = _stable_order(key)
-    sorted_key = key[order]
-    cell_bounds = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-    counts = np.diff(np.r_[cell_bounds, len(order)])
-    cell_lengths = lengths[order[cell_bounds]]
-    expected = np.bitwise_xor.reduceat(stored[order], cell_bounds)
-    group_bounds = np.r_[np.flatnonzero(np.r_[True, cell_lengths[1:] != cell_lengths[:-1]]),
-                         len(cell_bounds)]
+    order = _stable_order(lengths)  # file order within each length
+    sorted_lengths = lengths[order]
+    bounds = np.r_[np.flatnonzero(np.r_[True, sorted_lengths[1:] != sorted_lengths[:-1]]),
+                   len(order)]
     suspects: list[np.ndarray] = []
-    for first_cell, end_cell in zip(group_bounds[:-1].tolist(), group_bounds[1:].tolist()):
-        length = int(cell_lengths[first_cell])
-        first_row = cell_bounds[first_cell]
-        end_row = cell_bounds[end_cell] if end_cell < len(cell_bounds) else len(order)
-        folded = _fold_rows(data, starts[order[first_row:end_row]], length,
-                            cell_bounds[first_cell:end_cell] - first_row)
+    for first, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        members = order[first:end]
+        if end - first <= _CRC_CELLS:  # folding saves nothing here
+            suspects.append(members)
+            continue
+        length = int(sorted_lengths[first])
+        member_cells = cells[members]
+        folded = _fold_cells(data, starts[members], length, member_cells)
+        counts = np.bincount(member_cells, minlength=_CRC_CELLS)
+        expected = np.zeros(_CRC_CELLS, np.uint32)
+        np.bitwise_xor.at(expected, member_cells, stored[members])
         zero_crc = crc32c.crc32c(bytes(length))
-        for cell, row in enumerate(folded, start=first_cell):
+        for cell in np.flatnonzero(counts).tolist():
             parity_fix = zero_crc if counts[cell] % 2 == 0 else 0
-            if crc32c.crc32c(row) ^ parity_fix != int(expected[cell]):
-                suspects.append(order[cell_bounds[cell] : cell_bounds[cell] + counts[cell]])
+            if crc32c.crc32c(folded[cell].tobytes()) ^ parity_fix != int(expected[cell]):
+                suspects.append(members[member_cells == cell])
     if not suspects:
         return np.zeros(0, np.int64)
     return np.array(sorted(
@@ -206,7 +204,7 @@ def first_bad_frame(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
 
 
 def iter_verified_frames(path: pathlib.Path, display_path: str, problems: list[InputProblem],
-                         chunk_bytes: int = CHUNK_BYTES) -> Iterator[FrameChunk]:
+                         chunk_bytes: int | None = None) -> Iterator[FrameChunk]:
     """Yield chunks of CRC-verified frames from `path`, appending any problem to `problems`.
 
     Never raises for bad content or OS errors: reading stops at a cut-off last frame
@@ -215,7 +213,7 @@ def iter_verified_frames(path: pathlib.Path, display_path: str, problems: list[I
     """
     try:
         with open(path, "rb") as stream:
-            yield from _read_chunks(stream, display_path, problems, chunk_bytes)
+            yield from _read_chunks(stream, display_path, problems, chunk_bytes or CHUNK_BYTES)
     except OSError as error:
         problems.append(InputProblem(
             "file_unreadable", display_path,
@@ -225,7 +223,7 @@ def iter_verified_frames(path: pathlib.Path, display_path: str, problems: list[I
 
 def _read_chunks(stream, display_path: str, problems: list[InputProblem],
                  chunk_bytes: int) -> Iterator[FrameChunk]:
-    buffer = bytearray(chunk_bytes)
+    buffer = bytearray(max(chunk_bytes, 4 * FRAME_OVERHEAD))  # room for at least a header
     carried = 0  # bytes of an unfinished frame at the front of `buffer`
     file_offset = 0  # file offset of buffer[0]
     record = 0
