@@ -12,7 +12,7 @@ from torch.optim import lr_scheduler as S
 
 from forensics.ingest.checkpoint import read_checkpoint_file
 from forensics.ingest.scheduler_state import (
-    BASE_SCHEDULER_KEYS, SCHEDULER_SIGNATURES, identify_scheduler, summarise_scheduler,
+    BASE_SCHEDULER_KEYS, MOMENTUM_CYCLING_KEYS, SCHEDULER_SIGNATURES, identify_scheduler, summarise_scheduler,
 )
 
 
@@ -68,7 +68,22 @@ def test_every_torch_scheduler_is_covered():
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_signature_table_matches_torch(name):
     _, scheduler = stepped_scheduler(name)
-    assert set(scheduler.state_dict()) - BASE_SCHEDULER_KEYS == SCHEDULER_SIGNATURES[name]
+    optional = MOMENTUM_CYCLING_KEYS.get(name, frozenset())
+    assert set(scheduler.state_dict()) - BASE_SCHEDULER_KEYS - optional == SCHEDULER_SIGNATURES[name]
+
+
+@pytest.mark.parametrize("cycle_momentum", [True, False])
+@pytest.mark.parametrize("name", sorted(MOMENTUM_CYCLING_KEYS))
+def test_momentum_cycling_keys_do_not_change_the_identification(name, cycle_momentum):
+    optimizer = torch.optim.AdamW(nn.Linear(2, 1).parameters(), lr=0.01)
+    if name == "OneCycleLR":
+        scheduler = S.OneCycleLR(optimizer, max_lr=0.1, total_steps=20, cycle_momentum=cycle_momentum)
+    else:
+        scheduler = S.CyclicLR(optimizer, base_lr=0.01, max_lr=0.1, step_size_up=3, cycle_momentum=cycle_momentum)
+    keys = set(scheduler.state_dict())
+    assert (MOMENTUM_CYCLING_KEYS[name] <= keys) == cycle_momentum
+    class_name, _, match, _ = identify_scheduler(keys)
+    assert (class_name, match) == (name, "exact")
 
 
 def test_only_lambda_and_multiplicative_share_keys():

@@ -93,7 +93,12 @@ def write_frames(path: pathlib.Path, payloads: list[bytes]) -> pathlib.Path:
 
 
 def event_files(directory: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in directory.rglob("*") if "tfevents" in p.name and p.is_file())
+    """Event files in creation order: SummaryWriter names end in a process-wide counter (.9 < .10)."""
+    def creation_order(path: pathlib.Path):
+        parts = path.name.split(".")
+        counter = next((int(part) for part in reversed(parts) if part.isdigit()), 0)
+        return (str(path.parent), int(parts[3]) if parts[3].isdigit() else 0, counter)
+    return sorted((p for p in directory.rglob("*") if "tfevents" in p.name and p.is_file()), key=creation_order)
 
 
 # ---------------------------------------------------------------- real files written here
@@ -303,7 +308,7 @@ def test_summary_writer_scalars_take_the_fast_path(torch_run, monkeypatch):
     monkeypatch.setattr(tensorboard_reader._ScalarCollector, "_decode_slow",
                         lambda self, chunk, index, rows: slow_records.append(index)
                         or real_decode(self, chunk, index, rows))
-    second_writer = sorted(p for p in event_files(torch_run) if p.parent == torch_run)[1]
+    second_writer = [p for p in event_files(torch_run) if p.parent == torch_run][1]
     result = read_event_file(second_writer, "x")
     assert result.records == 71 and slow_records == [0]  # only the file_version record
 

@@ -110,7 +110,8 @@ class Check:
             ends = [text.index(f"**{other}**") for other in REQUIRED_SECTIONS if f"**{other}**" in text[start:]
                     and text.index(f"**{other}**") > start]
             body = text[start:min(ends)] if ends else text[start:]
-            sections[name] = " ".join(body.strip(" :\n").split())
+            flat = " ".join(body.strip(" :\n").split())
+            sections[name] = flat[:1].upper() + flat[1:]
         return sections
 
     def run(self, run: Run) -> list[Finding]:

@@ -17,7 +17,11 @@ def print_summary(report: Report, written_to: str | None) -> None:
     echo = lambda text="", **style: typer.secho(text, err=True, **style)  # noqa: E731
     echo(f"{report.run_name}: ", nl=False, bold=True)
     echo(report.verdict.status.upper(), fg=_COLOURS[report.verdict.status], bold=True, nl=False)
-    echo(f"  {report.verdict.headline}")
+    counts = report.verdict.counts
+    if report.findings:  # the headline is the top finding, listed just below
+        echo(f"  {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
+    else:
+        echo(f"  {report.verdict.headline}")
     for finding in report.findings[:SHOWN_FINDINGS]:
         echo(f"  {finding.severity:<7}", fg=_COLOURS[finding.severity], nl=False)
         echo(f" {finding.code:<20} step {fmt_step(finding.step):>9}  {finding.message}")

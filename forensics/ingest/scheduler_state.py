@@ -37,10 +37,15 @@ SCHEDULER_SIGNATURES: dict[str, frozenset[str]] = {
         "threshold", "threshold_mode", "best", "cooldown_counter", "num_bad_epochs"}),
     "CyclicLR": frozenset({
         "max_lrs", "total_size", "step_ratio", "mode", "gamma", "scale_mode", "cycle_momentum",
-        "use_beta1", "base_momentums", "max_momentums", "_scale_fn_custom"}),
-    "OneCycleLR": frozenset({
-        "total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum", "use_beta1"}),
+        "_scale_fn_custom"}),
+    "OneCycleLR": frozenset({"total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum"}),
     "CosineAnnealingWarmRestarts": frozenset({"T_0", "T_i", "T_mult", "eta_min", "T_cur"}),
+}
+
+# Keys saved only when the scheduler cycles momentum (`cycle_momentum=True`).
+MOMENTUM_CYCLING_KEYS: dict[str, frozenset[str]] = {
+    "CyclicLR": frozenset({"use_beta1", "base_momentums", "max_momentums"}),
+    "OneCycleLR": frozenset({"use_beta1"}),
 }
 
 # Keys older torch versions wrote under another name (OneCycleLR kept the bound method itself).
@@ -102,7 +107,8 @@ def identify_scheduler(keys: set[str]) -> tuple[str | None, str, str, tuple[str,
     """Return (class_name, identified_by, match, candidates) for a scheduler state's key set."""
     observed = {_LEGACY_KEY_NAMES.get(k, k) for k in keys} - BASE_SCHEDULER_KEYS
     renamed = sorted(k for k in keys if k in _LEGACY_KEY_NAMES)
-    exact = tuple(name for name, sig in SCHEDULER_SIGNATURES.items() if sig == observed)
+    exact = tuple(name for name, sig in SCHEDULER_SIGNATURES.items()
+                  if sig == observed - MOMENTUM_CYCLING_KEYS.get(name, frozenset()))
     listed = ", ".join(sorted(observed)) or "(only base LRScheduler keys)"
     if len(exact) == 1:
         how = f"keys {listed}"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_value
 
@@ -37,24 +40,48 @@ def _md_code(text) -> str:
     return f"{fence} {flat} {fence}" if flat else ""
 
 
-def sparkline_points(steps, values, width: int = 240, height: int = 40, log_scale: bool = False) -> str:
-    """SVG polyline coordinates for a static chart (the page must show data without JavaScript)."""
+@dataclass(frozen=True)
+class Sparkline:
+    """A static chart: polyline coordinates plus the value range the y axis spans."""
+
+    points: str
+    y_low: float | None
+    y_high: float | None
+
+
+def sparkline(steps, values, width: int = 240, height: int = 40, log_scale: bool = False) -> Sparkline:
+    """A static chart for pages read without JavaScript.
+
+    The y range never shrinks below a decade (log) or 10% of the level (linear): a nearly constant
+    LR must look flat, not like a ramp magnified to fill the box.
+    """
     pairs = [(s, v) for s, v in zip(steps, values) if v is not None and (not log_scale or v > 0)]
     if not pairs:
-        return ""
+        return Sparkline("", None, None)
     ys = [math.log10(v) if log_scale else v for _, v in pairs]
-    x_low, x_high = pairs[0][0], pairs[-1][0]
-    y_low, y_high = min(ys), max(ys)
-    x_span = (x_high - x_low) or 1
-    y_span = (y_high - y_low) or 1
-    return " ".join(f"{(s - x_low) / x_span * width:.1f},{height - (y - y_low) / y_span * height:.1f}"
-                    for (s, _), y in zip(pairs, ys))
+    low, high = min(ys), max(ys)
+    minimum_span = 1.0 if log_scale else 0.1 * max(abs(low), abs(high)) or 1.0
+    if high - low < minimum_span:
+        middle = (high + low) / 2
+        low, high = middle - minimum_span / 2, middle + minimum_span / 2
+    x_low, x_span = pairs[0][0], (pairs[-1][0] - pairs[0][0]) or 1
+    points = " ".join(f"{(s - x_low) / x_span * width:.1f},{height - (y - low) / (high - low) * height:.1f}"
+                      for (s, _), y in zip(pairs, ys))
+    unlog = (lambda y: 10 ** y) if log_scale else (lambda y: y)
+    return Sparkline(points, unlog(low), unlog(high))
+
+
+def _code_spans(text) -> Markup:
+    """Escape text, then show `backticked` parts (code in fixes and messages) as <code>."""
+    escaped = str(escape(str(text)))
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
 def _common(environment: jinja2.Environment) -> jinja2.Environment:
     environment.filters.update(fmt_step=fmt_step, fmt_lr=fmt_lr, fmt_value=fmt_value, fmt_percent=fmt_percent,
-                               fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code)
-    environment.globals.update(sparkline_points=sparkline_points)
+                               fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code,
+                               code_spans=_code_spans)
+    environment.globals.update(sparkline=sparkline)
     return environment
 
 

@@ -28,8 +28,10 @@ class NanOnset(Check):
     **Healthy run**: every logged training loss is finite.
 
     **Fix**: restart from the last checkpoint saved before the onset with a lower peak LR or a
-    longer warmup, clip gradients, prefer bf16 or a GradScaler over raw fp16, and make the loop
-    stop on the first non-finite loss so it cannot overwrite good checkpoints.
+    longer warmup, clip gradients (`torch.nn.utils.clip_grad_norm_`), prefer bf16 or a GradScaler
+    over raw fp16, and make the loop stop on the first non-finite loss
+    (`if not torch.isfinite(loss): raise FloatingPointError(step)`) so it cannot overwrite good
+    checkpoints.
     """
 
     code = "nan_onset"
@@ -64,20 +66,25 @@ class NanOnset(Check):
         else:
             outcome = (f"it never recovered: {after_nonfinite} of the {len(after)} later values are non-finite"
                        if len(after) else "it was the last value logged")
+        lr_evidence = _lr_at(run, onset_step)
         evidence = [row_evidence(run, onset, expected="finite", note="first non-finite training loss")]
         evidence += [row_evidence(run, row, note="last finite values before the onset")
                      for _, row in before.tail(FINITE_VALUES_SHOWN).iterrows()]
-        evidence += _lr_at(run, onset_step)
+        evidence += lr_evidence
         evidence += _checkpoints_around(run, onset_step)
         message = (f"{onset['tag']} became {fmt_value(float(onset['value']))} at step {fmt_step(onset_step)} "
                    f"({onset['source']}); {outcome}.")
         if len(before):
             message += (" Last finite values: "
                         + ", ".join(fmt_value(float(v)) for v in before["value"].tail(FINITE_VALUES_SHOWN)) + ".")
+        if lr_evidence:
+            message += f" LR at the onset: {fmt_lr(lr_evidence[0].observed)} ({lr_evidence[0].note.split('; ')[1]})."
         restart = _last_healthy_checkpoint(run, onset_step)
         fix = self.documentation()["Fix"]
         if restart is not None:
-            fix = f"Restart from {restart.path} (step {fmt_step(restart.global_step)}), the last checkpoint before the onset. " + fix
+            fix = fix.replace("restart from the last checkpoint saved before the onset",
+                              f"Restart from {restart.path} (step {fmt_step(restart.global_step)}, the last checkpoint "
+                              "before the onset with finite weights)")
         severity = "warning" if recovered else "error"
         return self.finding(step=onset_step, end_step=end_step, message=message, fix=fix, evidence=evidence,
                             confidence=0.99, severity=severity)

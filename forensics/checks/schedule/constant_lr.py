@@ -70,7 +70,7 @@ class ConstantLr(Check):
         start_step, end_step = int(start_row["step"]), int(end_row["step"])
         message = (f"LR stuck at {fmt_lr(level)} from step {fmt_step(start_step)} to {fmt_step(end_step)} "
                    f"({fmt_percent(share)} of training) although {saved.checkpoint.path} holds a "
-                   f"{saved.state.class_name or 'scheduler'} ({why}).")
+                   f"{saved.state.class_name or 'unidentified'} scheduler; {why}.")
         stepping_hint = _stepping_hint(saved)
         if stepping_hint:
             message += " " + stepping_hint

@@ -38,7 +38,7 @@ def expects_lr_change(state: SchedulerState) -> tuple[bool, str]:
     if name in _FLAT_ALLOWED:
         return False, f"{name} keeps the LR flat by design until it acts"
     if name in _ALWAYS_MOVING:
-        return True, f"{name} changes the LR at every step of its schedule"
+        return True, f"{name} moves the LR at every step of its schedule"
     if name == "ExponentialLR":
         gamma = params.get("gamma")
         return gamma not in (None, 1, 1.0), f"ExponentialLR with gamma={gamma}"
