@@ -42,14 +42,3 @@ def test_nan_run_reports_nan_onset_at_the_first_nonfinite_step():
     restart = [item for item in finding.evidence if item.locator == "ckpt key global_step"]
     assert restart and restart[0].observed < finding.step
     assert "Restart from" in finding.fix
-
-
-def test_resume_run_is_split_into_two_process_segments():
-    truth = _manifest()["resume_scheduler_reset"]
-    report = analyze(SAMPLE_RUNS / "resume_scheduler_reset")
-    kinds = [segment.kind for segment in report.segments]
-    assert kinds == ["start", "restart"]
-    first, second = report.segments
-    assert second.start_step == truth["resume_step"]
-    assert first.start_step == 0
-    assert first.end_step >= second.start_step - 1  # the resume picks up at or before where process 1 stopped
