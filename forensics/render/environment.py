@@ -6,7 +6,6 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -16,14 +15,12 @@ from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_v
 
 
 def _templates_dir() -> Path:
-    """templates/ ships inside the package as `forensics.templates`; a source checkout has it at the top."""
-    try:
-        packaged = Path(str(resources.files("forensics.templates")))
-        if (packaged / "report.html.j2").is_file():
-            return packaged
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "templates"
+    """templates/ ships inside the package as `forensics/templates`; a source checkout has it at the top."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "report.html.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"report templates not found beside {package}; the installation is incomplete")
 
 
 def _md_cell(text) -> str:
