@@ -21,6 +21,7 @@ import pandas as pd
 
 from forensics.ingest.checkpoint import Checkpoint
 from forensics.ingest.problems import InputProblem
+from forensics.ingest.source import RunEvent
 
 SERIES_COLUMNS = ("step", "value", "wall_time", "source", "tag", "group", "record", "segment")
 
@@ -41,6 +42,7 @@ class Source:
     pid: int | None = None
     first_wall_time: float | None = None
     last_wall_time: float | None = None
+    coverage: dict | None = None  # text sources: lines seen / recognised / ignored, samples
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Run:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     # Parsed configs and metadata pickles (HF training_args.bin), by display path: stated intent.
     configs: dict[str, dict] = field(default_factory=dict)
+    # Moments that are evidence by themselves (warnings, tracebacks, restart banners), in source order.
+    events: list[RunEvent] = field(default_factory=list)
 
     @property
     def problems(self) -> list[InputProblem]:
