@@ -28,6 +28,11 @@ def _md_cell(text) -> str:
     return " ".join(str(text).split()).replace("|", "\\|").replace("`", "\\`")
 
 
+def _md_text(text) -> str:
+    """Our own prose (fixes) on one line: code spans kept, pipes escaped for tables."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def _md_code(text) -> str:
     """Text from a log as an inline code span that its own backticks cannot break."""
     flat = " ".join(str(text).split()).replace("|", "\\|")
@@ -76,7 +81,7 @@ def _code_spans(text) -> Markup:
 
 def _common(environment: jinja2.Environment) -> jinja2.Environment:
     environment.filters.update(fmt_step=fmt_step, fmt_lr=fmt_lr, fmt_value=fmt_value, fmt_percent=fmt_percent,
-                               fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code,
+                               fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code, md_text=_md_text,
                                code_spans=_code_spans)
     environment.globals.update(sparkline=sparkline)
     return environment

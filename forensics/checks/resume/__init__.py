@@ -1,0 +1,5 @@
+"""Resume: restarts that lost the run's place or could not have restored it."""
+
+from forensics.checks.resume.resume_drift import ResumeDrift
+
+RESUME_CHECKS = [ResumeDrift]

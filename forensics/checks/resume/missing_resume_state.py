@@ -1,0 +1,78 @@
+"""missing_resume_state: a resumed run whose checkpoints could not have restored the run exactly."""
+
+from __future__ import annotations
+
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.resume.resumes import resumes
+from forensics.formatting import fmt_step
+from forensics.model import aliases
+from forensics.model.run import Run
+
+
+class MissingResumeState(Check):
+    """A resumed run's checkpoints lack state an exact resume needs.
+
+    **Symptom**: the run restarted from a checkpoint that holds no scheduler state, no global step
+    or epoch, no optimizer state, no RNG state, or (with mixed precision) no GradScaler state, so
+    the resumed process had to start those from scratch.
+
+    **Bad run**: `torch.save({"model": model.state_dict(), "epoch": epoch}, path)` and a restart:
+    the optimizer's moments, the LR schedule's position and the loss scale silently reset.
+
+    **Healthy run**: every checkpoint of a resumed run holds model, optimizer, scheduler, step
+    counters and RNG state (and the GradScaler when one is used); or the run never restarted.
+
+    **Fix**: save `{"model", "optimizer", "scheduler", "scaler", "epoch", "global_step",
+    "rng_state": torch.get_rng_state(), "cuda_rng_state", "numpy_rng_state", "python_rng_state"}`
+    and restore each one with `load_state_dict` / `torch.set_rng_state` on resume.
+    """
+
+    code = "missing_resume_state"
+    severity = "warning"
+    needs = ("a restart segment", "checkpoints")
+
+    def run(self, run: Run) -> list[Finding]:
+        restarts = [resume for resume in resumes(run) if resume.segment.kind == "restart"]
+        if not restarts:
+            raise NotApplicable("the run never restarted, so no resume depended on its checkpoints")
+        if not run.checkpoints:
+            raise NotApplicable("the run restarted but no readable checkpoint was found")
+        missing = _missing_state(run)
+        if not missing:
+            return []
+        first = restarts[0]
+        gaps = sorted({what for what, _, _ in missing})
+        serious = {"scheduler state", "optimizer state", "global step and epoch"} & set(gaps)
+        evidence = [Evidence(path, "checkpoint keys", keys, expected=what, note=f"{what} missing")
+                    for what, path, keys in missing[:8]]
+        message = (f"The run restarted at step {fmt_step(first.step)}, but {len({p for _, p, _ in missing})} of "
+                   f"{len(run.checkpoints)} checkpoint(s) lack {', '.join(gaps)}; the resumed process could not "
+                   "have restored them.")
+        return [self.finding(step=first.step, end_step=first.segment.end_step, message=message,
+                             fix=self.documentation()["Fix"], evidence=evidence,
+                             confidence=0.8, severity="warning" if serious else "info")]
+
+
+def _missing_state(run: Run) -> list[tuple[str, str, str]]:
+    """(what is missing, checkpoint path, the keys it does have) for every gap."""
+    uses_scaler = any(c.has_grad_scaler for c in run.checkpoints) or len(run.series(aliases.LOSS_SCALE)) > 0
+    uses_scheduler = any(c.schedulers for c in run.checkpoints) or _lr_moves(run)
+    gaps = []
+    for checkpoint in run.checkpoints:
+        if checkpoint.layout == "model_only":
+            continue  # a weights export, not a training checkpoint
+        keys = ", ".join(checkpoint.top_level_keys[:12]) or "(none)"
+        checks = [
+            ("optimizer state", not checkpoint.optimizers),
+            ("scheduler state", uses_scheduler and not checkpoint.schedulers),
+            ("global step and epoch", checkpoint.global_step is None and checkpoint.epoch is None),
+            ("RNG state", not checkpoint.has_rng_state),
+            ("GradScaler state", uses_scaler and not checkpoint.has_grad_scaler),
+        ]
+        gaps += [(what, checkpoint.path, keys) for what, lacking in checks if lacking]
+    return gaps
+
+
+def _lr_moves(run: Run) -> bool:
+    lr = run.series(aliases.LR, group=0)["value"]
+    return len(lr) > 1 and lr.max() > 1.05 * lr.min()

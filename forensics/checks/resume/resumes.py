@@ -1,0 +1,79 @@
+"""The resumes of a run, with what the run looked like just before and just after each one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forensics.ingest.checkpoint import Checkpoint
+from forensics.model import aliases
+from forensics.model.run import Run, Segment
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A segment that starts with a new process or a rewound step counter."""
+
+    segment: Segment
+    previous: Segment
+    lr_before: pd.Series | None   # last LR row of the previous segment
+    lr_after: pd.Series | None    # first LR row of this segment
+    lr_first: pd.Series | None    # the very first LR row of the run
+
+    @property
+    def step(self) -> int | None:
+        """The first step logged after the resume."""
+        return self.segment.start_step
+
+
+def resumes(run: Run) -> list[Resume]:
+    """Every restart or rewind after the first segment, in order."""
+    lr = run.series(aliases.LR, group=0)
+    lr = lr[np.isfinite(lr["value"].to_numpy())]
+    found = []
+    for previous, segment in zip(run.segments, run.segments[1:]):
+        if segment.kind not in ("restart", "rewind") or segment.start_step is None:
+            continue
+        before = lr[lr["segment"] == previous.index]
+        after = lr[lr["segment"] == segment.index]
+        found.append(Resume(
+            segment, previous,
+            before.sort_values("step", kind="stable").iloc[-1] if len(before) else None,
+            after.sort_values("step", kind="stable").iloc[0] if len(after) else None,
+            lr.sort_values(["segment", "step"], kind="stable").iloc[0] if len(lr) else None))
+    return found
+
+
+def counter_offsets(checkpoints: list[Checkpoint], unit: str) -> list[int]:
+    """`scheduler.last_epoch - <unit>` per checkpoint that has both (unit: global_step or epoch)."""
+    offsets = []
+    for checkpoint in checkpoints:
+        counter = getattr(checkpoint, unit)
+        if checkpoint.schedulers and checkpoint.schedulers[0].last_epoch is not None and counter is not None:
+            offsets.append(checkpoint.schedulers[0].last_epoch - counter)
+    return offsets
+
+
+def scheduler_unit(checkpoints: list[Checkpoint]) -> tuple[str, int] | None:
+    """The loop counter the scheduler tracks (constant offset across checkpoints), and that offset.
+
+    A per-step scheduler keeps last_epoch - global_step constant; a per-epoch one, last_epoch - epoch.
+    """
+    constant = []
+    for unit in ("global_step", "epoch"):
+        offsets = counter_offsets(checkpoints, unit)
+        if offsets and len(set(offsets)) == 1:
+            constant.append((abs(offsets[0]), unit, offsets[0]))
+    if not constant:
+        return None
+    _, unit, offset = min(constant)
+    return unit, offset
+
+
+def checkpoints_between(run: Run, first_step: int | None, last_step: int | None) -> list[Checkpoint]:
+    """Checkpoints whose global step lies in [first_step, last_step] (None = open end)."""
+    return [checkpoint for checkpoint in run.checkpoints if checkpoint.global_step is not None
+            and (first_step is None or checkpoint.global_step >= first_step)
+            and (last_step is None or checkpoint.global_step <= last_step)]
