@@ -7,11 +7,11 @@ import pandas as pd
 
 from forensics.checks.base import Check, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
+from forensics.checks.numerics.spikes import first_spike
 from forensics.formatting import fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
 
-WINDOW = 50          # running median over this many earlier values
 SPIKE = 10.0         # a value this many times the running median is a spike
 EXPLOSION = 100.0    # ... and this many times, an explosion
 SUSTAINED = 3        # or SPIKE for this many values in a row
@@ -45,10 +45,10 @@ class GradExplosion(Check):
                                 + ("none found" if grad.empty else f"found {len(grad)}"))
         busiest = grad["source"].value_counts().idxmax()
         grad = grad[grad["source"] == busiest].sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
-        onset = _onset(grad["value"].to_numpy())
-        if onset is None:
+        spike = first_spike(grad["value"].to_numpy(), SPIKE, once_factor=EXPLOSION, sustained=SUSTAINED)
+        if spike is None:
             return []
-        index, ratio, baseline = onset
+        index, ratio, baseline = spike.index, spike.ratio, spike.baseline
         row = grad.iloc[index]
         values = grad["value"].to_numpy()
         later = values[index:]
@@ -66,21 +66,6 @@ class GradExplosion(Check):
             evidence.insert(0, row_evidence(run, grad.iloc[index - 1], note="last value at the usual level"))
         return [self.finding(step=int(row["step"]), end_step=settled or int(grad["step"].iloc[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.8)]
-
-
-def _onset(values: np.ndarray):
-    """(index, ratio, baseline) of the first explosive value, or None."""
-    finite = np.where(np.isfinite(values), values, np.nan)
-    baseline = pd.Series(finite).rolling(WINDOW, min_periods=10).median().shift(1).to_numpy()
-    ratio = np.where(baseline > 0, finite / baseline, np.nan)
-    spike = ratio > SPIKE
-    for index in np.flatnonzero(spike | (~np.isfinite(values) & np.isfinite(baseline))):
-        run_length = 0
-        while index + run_length < len(values) and (spike[index + run_length] or not np.isfinite(values[index + run_length])):
-            run_length += 1
-        if (np.isfinite(ratio[index]) and ratio[index] > EXPLOSION) or run_length >= SUSTAINED:
-            return int(index), float(ratio[index]) if np.isfinite(ratio[index]) else float("inf"), float(baseline[index])
-    return None
 
 
 def _settled_step(grad: pd.DataFrame, index: int, baseline: float) -> int | None:

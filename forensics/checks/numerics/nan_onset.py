@@ -9,6 +9,7 @@ import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
+from forensics.checks.numerics.precursors import first_warning_sign
 from forensics.formatting import fmt_lr, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -71,6 +72,9 @@ class NanOnset(Check):
         evidence += [row_evidence(run, row, note="last finite values before the onset")
                      for _, row in before.tail(FINITE_VALUES_SHOWN).iterrows()]
         evidence += lr_evidence
+        warning_sign = first_warning_sign(run, onset_step)
+        if warning_sign is not None:
+            evidence.insert(1, warning_sign[1])
         evidence += _checkpoints_around(run, onset_step)
         message = (f"{onset['tag']} became {fmt_value(float(onset['value']))} at step {fmt_step(onset_step)} "
                    f"({onset['source']}); {outcome}.")
@@ -79,6 +83,8 @@ class NanOnset(Check):
                         + ", ".join(fmt_value(float(v)) for v in before["value"].tail(FINITE_VALUES_SHOWN)) + ".")
         if lr_evidence:
             message += f" LR at the onset: {fmt_lr(lr_evidence[0].observed)} ({lr_evidence[0].note.split('; ')[1]})."
+        if warning_sign is not None:
+            message += f" First warning sign: {warning_sign[0]}."
         restart = _last_healthy_checkpoint(run, onset_step)
         fix = self.documentation()["Fix"]
         if restart is not None:
