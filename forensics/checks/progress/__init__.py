@@ -1,0 +1,1 @@
+"""Progress: whether the run was learning at all (training loss, validation metrics)."""
