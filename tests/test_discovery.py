@@ -57,3 +57,22 @@ def test_broken_link_and_fifo_are_reported(tmp_path):
     assert found.files == []
     assert {(p.code, p.path) for p in found.problems} == {("broken_link", "ckpt.pt"), ("not_a_regular_file", "pipe.log")}
     assert all(p.path in p.message for p in found.problems)
+
+
+def test_links_outside_the_run_are_reported_not_read(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.log").write_text("password=hunter2\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside / "secret.log", run / "train.log")
+    os.symlink(outside, run / "bulk")
+    (run / "inside.log").write_text("step 1 loss 0.5\n")
+    os.symlink(run / "inside.log", run / "alias.log")  # a link inside the run is fine
+    found = discover(run)
+    assert sorted(f.display_path for f in found.files) == ["alias.log", "inside.log"]
+    outside_links = sorted(p.path for p in found.problems if p.code == "link_outside_run")
+    assert outside_links == ["bulk", "train.log"]
+    followed = discover(run, follow_external_links=True)
+    assert "train.log" in [f.display_path for f in followed.files]
+    assert "bulk/secret.log" in [f.display_path for f in followed.files]

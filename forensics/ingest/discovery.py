@@ -62,11 +62,16 @@ class Discovery:
         return [found for found in self.files if found.kind == kind]
 
 
-def discover(root: Path) -> Discovery:
-    """Walk `root` (a directory) and classify every file below it."""
+def discover(root: Path, follow_external_links: bool = False) -> Discovery:
+    """Walk `root` (a directory) and classify every file below it.
+
+    A symbolic link whose target lies outside `root` is reported and not followed unless
+    `follow_external_links` is set: the report must only quote what the run dir holds.
+    """
+    root = root.resolve()
     discovery = Discovery(root=root)
     entered: set[tuple[int, int]] = set()
-    _walk(root, root, discovery, entered)
+    _walk(root, root, discovery, entered, follow_external_links)
     return discovery
 
 
@@ -93,7 +98,8 @@ def classify(name: str) -> str:
     return OTHER
 
 
-def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[int, int]]) -> None:
+def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[int, int]],
+          follow_external_links: bool) -> None:
     try:
         directory_stat = directory.stat()
     except OSError as error:
@@ -119,11 +125,18 @@ def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[
         except OSError as error:
             discovery.problems.append(_unreadable(path, root, error, broken_link=entry.is_symlink()))
             continue
+        if entry.is_symlink() and not follow_external_links and not _inside(path, root):
+            shown = _display(path, root)
+            discovery.problems.append(InputProblem(
+                code="link_outside_run", path=shown, severity="info",
+                message=f"{shown}: symbolic link to {os.path.realpath(path)}, outside the run directory; not read "
+                        "(--follow-links reads it)"))
+            continue
         if stat.S_ISDIR(entry_stat.st_mode):
             if _is_hf_checkpoint_dir(path):
                 _add_hf_checkpoint_dir(path, root, discovery, entry_stat)
             else:
-                _walk(path, root, discovery, entered)
+                _walk(path, root, discovery, entered, follow_external_links)
         elif stat.S_ISREG(entry_stat.st_mode):
             discovery.files.append(FoundFile(path, _display(path, root), classify(entry.name),
                                              entry_stat.st_size, entry_stat.st_mtime))
@@ -153,6 +166,11 @@ def _add_hf_checkpoint_dir(path: Path, root: Path, discovery: Discovery, dir_sta
             total_size += member.stat().st_size
     discovery.files.append(FoundFile(path, _display(path, root), HF_CHECKPOINT_DIR, total_size,
                                      dir_stat.st_mtime, tuple(members)))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    resolved = Path(os.path.realpath(path))
+    return resolved == root or root in resolved.parents
 
 
 def _display(path: Path, root: Path) -> str:

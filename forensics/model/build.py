@@ -19,10 +19,10 @@ from forensics.model.run import Run, Source, empty_series
 from forensics.model.segments import assign_segments
 
 
-def build_run(root: Path, name: str | None = None) -> Run:
+def build_run(root: Path, name: str | None = None, follow_external_links: bool = False) -> Run:
     """Read everything under `root` into a `Run`. Raises ForensicsError only for an unusable root."""
     root = _check_root(root)
-    found = discover(root)
+    found = discover(root, follow_external_links)
     run = Run(name=name or root.name, path=str(root))
     series_parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
 
