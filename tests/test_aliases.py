@@ -33,6 +33,8 @@ CASES = [
     ("lr-Adam-momentum", "", MetricName("momentum", 0)),
     ("train/box_loss", "", MetricName("train/box_loss", 0)),  # component losses keep their name
     ("val/accuracy", "", MetricName("val/accuracy", 0)),
+    ("epoch_accuracy", "logs/validation", MetricName("val/epoch_accuracy", 0)),  # Keras
+    ("epoch_accuracy", "logs/train", MetricName("epoch_accuracy", 0)),
 ]
 
 

@@ -67,6 +67,8 @@ def canonical_metric(tag: str, context: str = "") -> MetricName:
     is_validation = is_validation or bool(_VALIDATION_WORDS & set(words))
     if len(quantity_words) == 1 and _strip_split_prefix(quantity_words[0]) in _LOSS_WORDS or normalized.endswith("lm loss"):
         return MetricName(VAL_LOSS if is_validation else LOSS)
+    if context_words & _VALIDATION_WORDS and not set(words) & _VALIDATION_WORDS and not _has_val_prefix(words[0]):
+        return MetricName(f"val/{normalized}")  # Keras: validation/epoch_accuracy
     return MetricName(normalized)
 
 
