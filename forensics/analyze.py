@@ -8,12 +8,17 @@ from forensics.checks.runner import run_checks
 from forensics.model.build import build_run
 from forensics.report.build import build_report
 from forensics.report.model import Report
+from forensics.schedule import ScheduleOptions, resolve_intended
 
 
-def analyze(run_dir: Path, command: str = "") -> Report:
-    """Read `run_dir`, run every check, and return the report (nothing is written anywhere).
+def analyze(run_dir: Path, command: str = "", schedule: ScheduleOptions | None = None) -> Report:
+    """Read `run_dir`, work out the intended LR schedule, run every check, and return the report.
 
-    Raises `ForensicsError` when `run_dir` cannot be analysed at all (missing, not a directory).
+    Nothing is written anywhere. `schedule` carries what the user stated (`--schedule`, `--base-lr`,
+    ...); without it the schedule comes from checkpoints, configs or a fit to the logged LR.
+    Raises `ForensicsError` when `run_dir` cannot be analysed at all (missing, not a directory) or the
+    stated schedule cannot be built.
     """
     run = build_run(Path(run_dir))
+    run.intended_schedule = resolve_intended(run, schedule)
     return build_report(run, run_checks(run), command or f"forensics analyze {run_dir}")

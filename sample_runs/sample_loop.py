@@ -117,26 +117,33 @@ class RunLogger:
     exactly what was written. `train.log` is appended to: a restarted process continues it.
     """
 
-    def __init__(self, run_dir: Path, log_every: int) -> None:
+    def __init__(
+        self, run_dir: Path, log_every: int, tensorboard: bool = True, log_name: str | None = "train.log"
+    ) -> None:
         self.run_dir = run_dir
         self.log_every = log_every
         self.scalars: dict[str, list[tuple[int, float]]] = {}
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
-        self._log_file = open(run_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
+        # A script may log to TensorBoard only, print only, or both (the corpus varies this).
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb")) if tensorboard else None
+        self._log_file = open(run_dir / log_name, "a", encoding="utf-8") if log_name else None  # noqa: SIM115
 
     def print(self, line: str) -> None:
-        """What the script prints; its stdout is redirected to train.log."""
-        self._log_file.write(line + "\n")
+        """What the script prints; its stdout is redirected to train.log (dropped when there is no log)."""
+        if self._log_file is not None:
+            self._log_file.write(line + "\n")
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        """Log one scalar to TensorBoard and remember it."""
-        self.writer.add_scalar(tag, value, step)
+        """Log one scalar to TensorBoard (when the script has a writer) and remember it."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
         self.scalars.setdefault(tag, []).append((step, value))
 
     def close(self) -> None:
         """Flush and close the event file and the log, as the process ends."""
-        self.writer.close()
-        self._log_file.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self._log_file is not None:
+            self._log_file.close()
 
 
 @dataclass

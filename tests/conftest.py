@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,22 @@ def real_run():
             pytest.skip(f"real run {name} not present at {path}")
         return path
     return locate
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """The labelled corpus (sample_runs/corpus.py), generated once per test session."""
+    sys.path.insert(0, str(SAMPLE_RUNS))
+    from corpus import generate_corpus
+
+    out_dir = tmp_path_factory.mktemp("corpus")
+    started = time.perf_counter()
+    generate_corpus(out_dir)
+    print(f"\ncorpus generated in {time.perf_counter() - started:.1f}s")
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def corpus_truth(corpus_dir) -> dict:
+    """CORPUS.json's cases: ground truth per case."""
+    return json.loads((corpus_dir / "CORPUS.json").read_text())["cases"]

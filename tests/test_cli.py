@@ -93,3 +93,17 @@ def test_strict_fails_on_unreadable_inputs(tmp_path):
     strict = runner.invoke(app, ["analyze", str(run), "-f", "json", "-o", "-", "--strict"])
     assert lenient.exit_code == 0 and strict.exit_code == 1
     assert "broken.pt" in lenient.stderr
+
+
+def test_report_file_is_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "r.md"
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["analyze", str(SAMPLE_RUNS / "healthy_onecycle"), "-f", "md", "-o", str(target), "-q"])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -54,4 +54,5 @@ def test_event_file_of_random_bytes_and_empty_files(tmp_path):
     assert "tb/events.out.tfevents.1.host.1.0" in codes and "empty.pt" in codes
     # the healthy part of the run is still read and still healthy
     assert [f.code for f in report.findings] == []
-    assert next(t for t in report.trajectories if t.metric == "lr").count == 600
+    lr = next(t for t in report.trajectories if t.metric == "lr")
+    assert lr.count == 600 + 60 and set(lr.sources) == {"tb/events.out.tfevents.1795625437.vm.4913.0", "train.log"}

@@ -15,6 +15,7 @@ import pytest
 from forensics import __version__
 from forensics.analyze import analyze
 from forensics.render import render_html, render_json, render_markdown
+from forensics.render.assets import STYLE_FILES, page_assets
 
 from conftest import REPO, SAMPLE_RUNS
 
@@ -25,7 +26,15 @@ RENDERERS = {"json": render_json, "md": render_markdown, "html": render_html}
 
 
 def scrub(text: str) -> str:
-    """Replace what changes between machines and runs with fixed markers."""
+    """Replace what changes between machines and runs with fixed markers.
+
+    The vendored chart library (tens of KB of minified code, identical in every report) becomes a
+    marker naming the file, so goldens stay reviewable; its CSP hash still pins the exact bytes.
+    """
+    assets = page_assets()
+    for name, body in [(s.name, s.body) for s in assets.scripts] + list(zip(STYLE_FILES, assets.styles)):
+        if name.startswith("vendor/"):
+            text = text.replace(str(body), f"/* {name} inlined here */")
     text = text.replace(str(SAMPLE_RUNS), "SAMPLE_RUNS")
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\+00:00|Z)", "GENERATED_AT", text)
     text = text.replace(f"forensics {__version__}", "forensics VERSION")

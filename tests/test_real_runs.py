@@ -31,7 +31,9 @@ def test_every_real_run_analyses_and_renders(real_run):
 def test_yolov5_event_file_gives_three_lr_groups_and_no_false_alarm(real_run):
     report = analyze(real_run("yolov5_exp2"))
     lr = next(t for t in report.trajectories if t.metric == "lr")
-    assert lr.count == 900 and lr.groups == (0, 1, 2)
+    # 3 x 300 from the event file and the same 3 x 300 from results.csv (x/lr0..2 columns)
+    assert lr.count == 2 * 900 and lr.groups == (0, 1, 2)
+    assert set(lr.sources) == {"events.out.tfevents.1670903056.mike-Laptop.3423.0", "results.csv"}
     assert report.findings == []
 
 

@@ -5,10 +5,12 @@ A finding code is never reused for a different meaning; the codes are part of th
 
 from forensics.checks.base import Check
 from forensics.checks.numerics import NUMERICS_CHECKS
+from forensics.checks.progress import PROGRESS_CHECKS
 from forensics.checks.resume import RESUME_CHECKS
 from forensics.checks.schedule import SCHEDULE_CHECKS
+from forensics.checks.sources import SOURCES_CHECKS
 
-REGISTRY: list[type[Check]] = [*SCHEDULE_CHECKS, *RESUME_CHECKS, *NUMERICS_CHECKS]
+REGISTRY: list[type[Check]] = [*SCHEDULE_CHECKS, *RESUME_CHECKS, *NUMERICS_CHECKS, *PROGRESS_CHECKS, *SOURCES_CHECKS]
 
 # Emitted by the runner, not by a check class: a check that crashed.
 INTERNAL_ERROR = "internal_error"

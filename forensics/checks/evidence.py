@@ -13,6 +13,8 @@ def row_locator(run: Run, row: pd.Series) -> str:
     source = run.source(str(row["source"]))
     if source is not None and source.kind == "tensorboard":
         return f"event tag={row['tag']} step={int(row['step'])}"
+    if source is not None and source.kind == "trainer_state":
+        return f"log_history[{int(row['record'])}] ({row['tag']}, step {int(row['step'])})"
     return f"line {int(row['record'])} ({row['tag']}, step {int(row['step'])})"
 
 

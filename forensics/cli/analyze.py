@@ -13,6 +13,7 @@ from forensics.analyze import analyze as analyze_run
 from forensics.cli.summary import print_summary
 from forensics.render import EXTENSIONS, RENDERERS
 from forensics.render.output import STDOUT, default_output_path, write_report
+from forensics.schedule import schedule_options
 
 EXIT_FINDINGS = 1
 
@@ -21,6 +22,11 @@ class Format(str, Enum):
     html = "html"
     json = "json"
     md = "md"
+
+
+class Interval(str, Enum):
+    step = "step"
+    epoch = "epoch"
 
 
 class FailOn(str, Enum):
@@ -38,10 +44,19 @@ def analyze(
                                    help="Exit 1 when a finding of this severity (or worse) is present."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input could not be read completely."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
+    schedule: str = typer.Option(None, "--schedule", help="The intended LR schedule, written like its torch "
+                                 "constructor: \"OneCycleLR(max_lr=3e-3, total_steps=58285)\" (or an HF name: "
+                                 "\"cosine(warmup_steps=500, total_steps=5000)\"). Overrides checkpoints and configs."),
+    base_lr: float = typer.Option(None, "--base-lr", min=0.0, help="Base LR of the --schedule (the optimizer's lr)."),
+    steps_per_epoch: int = typer.Option(None, "--steps-per-epoch", min=1,
+                                        help="Optimizer steps per epoch, to place an epoch-interval schedule."),
+    interval: Interval = typer.Option(None, "--interval",
+                                      help="What one scheduler step is meant to be: an optimizer step or an epoch."),
 ) -> None:
     """Analyse RUN_DIR and write a post-mortem report. Exit 0 when analysis ran, whatever it found."""
     command = "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
-    report = analyze_run(run_dir, command=command)
+    options = schedule_options(schedule, base_lr, steps_per_epoch, interval.value if interval else None)
+    report = analyze_run(run_dir, command=command, schedule=options)
     text = RENDERERS[output_format.value](report)
     destination = output or default_output_path(report.run_name, EXTENSIONS[output_format.value])
     where = write_report(text, destination, run_dir)

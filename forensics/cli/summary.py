@@ -10,6 +10,8 @@ from forensics.report.model import Report
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue", "failed": "red", "suspect": "yellow",
             "healthy": "green", "inconclusive": "white"}
 SHOWN_FINDINGS = 8
+# A text log whose recognised share of non-blank lines is below this gets a line in the summary.
+LOW_RECOGNITION = 0.5
 
 
 def print_summary(report: Report, written_to: str | None) -> None:
@@ -34,7 +36,29 @@ def print_summary(report: Report, written_to: str | None) -> None:
         echo(f"  {len(report.input_problems)} input problem(s):", fg="yellow")
         for problem in report.input_problems[:5]:
             echo(f"    {problem.message}")
+    for line in low_recognition_lines(report):
+        echo(f"  {line}", fg="yellow")
     read = sum(1 for source in report.sources if source.status in ("read", "partial"))
     echo(f"  {read} of {len(report.sources)} sources read", dim=True)
     if written_to:
         echo(f"  report: {written_to}")
+
+
+def low_recognition_lines(report: Report) -> list[str]:
+    """One line per text log that was mostly not understood, or that has unrecognised metric-like lines."""
+    lines = []
+    for source in report.sources:
+        coverage = source.coverage or {}
+        if "recognised" not in coverage:
+            continue
+        text_lines = coverage["lines"] - coverage.get("blank", 0)
+        understood = coverage["recognised"] + coverage.get("event_lines", 0)
+        metric_like = coverage.get("unrecognised_metric_like", 0)
+        if text_lines and (understood / text_lines < LOW_RECOGNITION or metric_like):
+            line = f"{source.path}: {coverage['recognised']:,} of {text_lines:,} lines recognised"
+            if metric_like:
+                first = coverage["unrecognised_samples"][0] if coverage.get("unrecognised_samples") else None
+                line += f"; {metric_like:,} unrecognised line(s) look like metrics"
+                line += f" (line {first['line']}: {first['text'][:60]!r})" if first else ""
+            lines.append(line)
+    return lines

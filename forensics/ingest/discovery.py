@@ -26,6 +26,8 @@ LOG = "log"
 CONFIG = "config"
 METRICS_TABLE = "metrics_table"
 WEIGHTS = "weights"
+MLFLOW_METRIC = "mlflow_metric"   # mlruns/<exp>/<run>/metrics/<key>: lines `timestamp value step`
+MLFLOW_PARAMS = "mlflow_params"   # mlruns/<exp>/<run>/params/: one file per parameter, read as one config
 OTHER = "other"
 
 _CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".tar", ".pkl"}
@@ -135,16 +137,35 @@ def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[
         if stat.S_ISDIR(entry_stat.st_mode):
             if _is_hf_checkpoint_dir(path):
                 _add_hf_checkpoint_dir(path, root, discovery, entry_stat)
+            elif _is_mlflow_run_part(path, "params"):
+                _add_mlflow_params_dir(path, root, discovery, entry_stat)
             else:
                 _walk(path, root, discovery, entered, follow_external_links)
         elif stat.S_ISREG(entry_stat.st_mode):
-            discovery.files.append(FoundFile(path, _display(path, root), classify(entry.name),
+            in_metrics = any(_is_mlflow_run_part(folder, "metrics") for folder in list(path.parents)[:4])
+            kind = MLFLOW_METRIC if in_metrics else classify(entry.name)
+            discovery.files.append(FoundFile(path, _display(path, root), kind,
                                              entry_stat.st_size, entry_stat.st_mtime))
         else:
             discovery.problems.append(InputProblem(
                 code="not_a_regular_file", path=_display(path, root),
                 message=f"{_display(path, root)}: not a regular file (socket, fifo or device); not read",
                 severity="info"))
+
+
+def _is_mlflow_run_part(path: Path, part: str) -> bool:
+    """`path` is the `metrics/` or `params/` folder of an MLflow file-store run (next to its meta.yaml).
+
+    Metric keys with slashes (`train/loss`) are nested folders below `metrics/`.
+    """
+    return path.name == part and (path.parent / "meta.yaml").is_file()
+
+
+def _add_mlflow_params_dir(path: Path, root: Path, discovery: Discovery, dir_stat: os.stat_result) -> None:
+    """An MLflow run's `params/` folder is one config made of one small file per parameter."""
+    members = tuple(_display(member, root) for member in sorted(path.iterdir()) if member.is_file())
+    size = sum(member.stat().st_size for member in path.iterdir() if member.is_file())
+    discovery.files.append(FoundFile(path, _display(path, root), MLFLOW_PARAMS, size, dir_stat.st_mtime, members))
 
 
 def _is_hf_checkpoint_dir(path: Path) -> bool:

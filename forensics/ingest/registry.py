@@ -8,9 +8,14 @@ import numpy as np
 
 from forensics.ingest import discovery as kinds
 from forensics.ingest.checkpoint import Checkpoint, read_checkpoint_file, read_hf_checkpoint_dir, read_training_args
+from forensics.ingest.configs import read_config
 from forensics.ingest.discovery import FoundFile
+from forensics.ingest.logs.reader import read_log
+from forensics.ingest.metric_tables import read_metric_table
+from forensics.ingest.mlflow_store import read_mlflow_metric, read_mlflow_params
 from forensics.ingest.source import SourceRead, TaggedSeries
 from forensics.ingest.tensorboard import read_event_file
+from forensics.ingest.trainer_state import read_trainer_state
 
 Reader = Callable[[FoundFile], SourceRead]
 
@@ -64,14 +69,16 @@ READERS: dict[str, Reader] = {
     kinds.CHECKPOINT: read_checkpoint,
     kinds.HF_CHECKPOINT_DIR: read_checkpoint,
     kinds.TRAINING_ARGS: read_training_arguments,
+    kinds.TRAINER_STATE: read_trainer_state,
+    kinds.METRICS_TABLE: read_metric_table,
+    kinds.MLFLOW_METRIC: read_mlflow_metric,
+    kinds.LOG: read_log,
+    kinds.CONFIG: read_config,
+    kinds.MLFLOW_PARAMS: read_mlflow_params,
 }
 
 # What the report says about kinds that are listed but have no reader yet.
 NOT_READ = {
-    kinds.LOG: "stdout/stderr logs are listed but not parsed yet",
-    kinds.CONFIG: "configs are listed but not parsed yet",
-    kinds.METRICS_TABLE: "metric tables (CSV/JSONL) are listed but not parsed yet",
-    kinds.TRAINER_STATE: "trainer_state.json log history is listed but not parsed yet",
     kinds.WEIGHTS: "bare weight files are listed; checkpoints with optimizer state are read instead",
     kinds.OTHER: "not a kind of file forensics reads",
 }

@@ -23,7 +23,7 @@ _TRAIN_WORDS = {"train", "training", "trn"}
 
 # Words that, once a tag is split into words, name the quantity.
 _LR_WORDS = ("lr", "learning_rate", "learningrate", "learning rate")
-_GRAD_NORM_WORDS = ("grad_norm", "gradient_norm", "grad norm", "gradnorm", "grad_norm_total", "total_norm")
+_GRAD_NORM_WORDS = ("grad_norm", "gradient_norm", "grad norm", "gradnorm", "grad_norm_total", "total_norm", "gnorm")
 _LOSS_SCALE_WORDS = ("loss_scale", "loss scale", "lossscale", "grad_scale", "scaler_scale", "scale")
 _LOSS_WORDS = ("loss", "lm loss", "lm_loss", "epoch_loss", "train_loss", "total_loss", "loss_total")
 
@@ -46,6 +46,8 @@ def canonical_metric(tag: str, context: str = "") -> MetricName:
     Tags that are not one of the known quantities keep their own (normalised) name.
     """
     normalized = tag.strip().lower()
+    # A log read from several interleaved ranks tags its series `rank1/loss`: the rank is not part of the name.
+    normalized = re.sub(r"^rank\d+/", "", normalized)
     words = re.split(r"[/\s:|]+", normalized)
     context_words = set(re.split(r"[/\\\s]+", context.lower()))
     is_validation = bool(_VALIDATION_WORDS & (set(words[:-1]) | context_words)) or _has_val_prefix(words[-1])

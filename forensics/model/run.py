@@ -16,12 +16,16 @@ logged (never sorted, never deduplicated: a rewound step is evidence). Columns:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from forensics.ingest.checkpoint import Checkpoint
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import RunEvent
+
+if TYPE_CHECKING:
+    from forensics.schedule.intended import IntendedSchedule
 
 SERIES_COLUMNS = ("step", "value", "wall_time", "source", "tag", "group", "record", "segment")
 
@@ -74,6 +78,9 @@ class Run:
     configs: dict[str, dict] = field(default_factory=dict)
     # Moments that are evidence by themselves (warnings, tracebacks, restart banners), in source order.
     events: list[RunEvent] = field(default_factory=list)
+    # The schedule the run was meant to follow, set by analyze() (forensics.schedule.resolve_intended)
+    # after the run is built; None when no source states one and none could be inferred.
+    intended_schedule: IntendedSchedule | None = None
 
     @property
     def problems(self) -> list[InputProblem]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,13 +12,16 @@ from markupsafe import Markup, escape
 from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_value
 
 
-def _templates_dir() -> Path:
+def templates_dir() -> Path:
     """templates/ ships inside the package as `forensics/templates`; a source checkout has it at the top."""
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "templates", package.parent / "templates"):
         if (candidate / "report.html.j2").is_file():
             return candidate
     raise FileNotFoundError(f"report templates not found beside {package}; the installation is incomplete")
+
+
+_templates_dir = templates_dir  # older name, kept for callers outside render/
 
 
 def _md_cell(text) -> str:
@@ -42,35 +43,28 @@ def _md_code(text) -> str:
     return f"{fence} {flat} {fence}" if flat else ""
 
 
-@dataclass(frozen=True)
-class Sparkline:
-    """A static chart: polyline coordinates plus the value range the y axis spans."""
+def _fmt_coverage(value) -> str:
+    """A coverage figure of a text source: numbers formatted, sample lists shortened."""
+    if isinstance(value, (list, tuple)):
+        shown = "; ".join(" ".join(str(item).split())[:80] for item in value[:3])
+        return f"{len(value)} ({shown}{'; ...' if len(value) > 3 else ''})" if value else "0"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_fmt_coverage(item)}" for key, item in list(value.items())[:6])
+    return fmt_value(value) if isinstance(value, (int, float)) else " ".join(str(value).split())[:120]
 
-    points: str
-    y_low: float | None
-    y_high: float | None
+
+_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z])")
 
 
-def sparkline(steps, values, width: int = 240, height: int = 40, log_scale: bool = False) -> Sparkline:
-    """A static chart for pages read without JavaScript.
+def split_headline(text) -> tuple[str, str]:
+    """The first sentence of a finding message (a header's or table row's one line) and the rest."""
+    parts = _SENTENCE_END.split(" ".join(str(text).split()), maxsplit=1)
+    first = parts[0][:-1] + "." if parts[0].endswith(";") else parts[0]
+    return first, parts[1] if len(parts) > 1 else ""
 
-    The y range never shrinks below a decade (log) or 10% of the level (linear): a nearly constant
-    LR must look flat, not like a ramp magnified to fill the box.
-    """
-    pairs = [(s, v) for s, v in zip(steps, values) if v is not None and (not log_scale or v > 0)]
-    if not pairs:
-        return Sparkline("", None, None)
-    ys = [math.log10(v) if log_scale else v for _, v in pairs]
-    low, high = min(ys), max(ys)
-    minimum_span = 1.0 if log_scale else 0.1 * max(abs(low), abs(high)) or 1.0
-    if high - low < minimum_span:
-        middle = (high + low) / 2
-        low, high = middle - minimum_span / 2, middle + minimum_span / 2
-    x_low, x_span = pairs[0][0], (pairs[-1][0] - pairs[0][0]) or 1
-    points = " ".join(f"{(s - x_low) / x_span * width:.1f},{height - (y - low) / (high - low) * height:.1f}"
-                      for (s, _), y in zip(pairs, ys))
-    unlog = (lambda y: 10 ** y) if log_scale else (lambda y: y)
-    return Sparkline(points, unlog(low), unlog(high))
+
+def _first_sentence(text) -> str:
+    return split_headline(text)[0]
 
 
 def _code_spans(text) -> Markup:
@@ -82,21 +76,21 @@ def _code_spans(text) -> Markup:
 def _common(environment: jinja2.Environment) -> jinja2.Environment:
     environment.filters.update(fmt_step=fmt_step, fmt_lr=fmt_lr, fmt_value=fmt_value, fmt_percent=fmt_percent,
                                fmt_bytes=fmt_bytes, md_cell=_md_cell, md_code=_md_code, md_text=_md_text,
-                               code_spans=_code_spans)
-    environment.globals.update(sparkline=sparkline)
+                               code_spans=_code_spans, fmt_coverage=_fmt_coverage,
+                               first_sentence=_first_sentence)
     return environment
 
 
 @lru_cache(maxsize=None)
 def html_environment() -> jinja2.Environment:
     """HTML: everything escaped unless a template says otherwise (no template does for run data)."""
-    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(_templates_dir()), autoescape=True,
+    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True))
 
 
 @lru_cache(maxsize=None)
 def markdown_environment() -> jinja2.Environment:
     """Markdown: no HTML escaping; run text goes through md_cell/md_code instead."""
-    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(_templates_dir()), autoescape=False,
+    return _common(jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=False,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                       keep_trailing_newline=True))

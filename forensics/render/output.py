@@ -18,6 +18,12 @@ def default_output_path(run_name: str, extension: str) -> Path:
     return Path.cwd() / f"forensics-{safe}.{extension}"
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_report(text: str, destination: str | Path, run_dir: Path) -> str:
     """Write `text` to `destination` (or stdout for "-"); return a description of where it went.
 
@@ -41,6 +47,7 @@ def write_report(text: str, destination: str | Path, run_dir: Path) -> str:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
         os.replace(temporary, target)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)

@@ -13,12 +13,8 @@ from forensics.formatting import fmt_step
 from forensics.ingest.checkpoint import Checkpoint
 from forensics.model import aliases
 from forensics.model.run import Run
-from forensics.report.model import (SEVERITY_ORDER, ChartSeries, CheckpointSummary, Provenance, Report, Trajectory,
-                                    Verdict)
-
-# Metrics drawn in the report, in the order a reader wants them.
-CHARTED_METRICS = (aliases.LR, aliases.LOSS, aliases.GRAD_NORM, aliases.LOSS_SCALE, aliases.VAL_LOSS)
-CHART_POINTS = 800
+from forensics.report.charts import CHARTED_METRICS, chart_series
+from forensics.report.model import SEVERITY_ORDER, CheckpointSummary, Provenance, Report, Trajectory, Verdict
 
 
 def build_report(run: Run, outcomes: list[CheckOutcome], command: str) -> Report:
@@ -41,7 +37,9 @@ def build_report(run: Run, outcomes: list[CheckOutcome], command: str) -> Report
         checks=list(outcomes),
         findings=findings,
         verdict=_verdict(run, findings),
-        charts=_charts(run),
+        intended_schedule=run.intended_schedule.to_dict() if run.intended_schedule is not None else None,
+        charts=chart_series(run, findings),
+        events=list(run.events),
     )
 
 
@@ -51,11 +49,13 @@ def _metric_order(item: tuple[str, pd.DataFrame]) -> tuple:
 
 
 def _trajectory(metric: str, frame: pd.DataFrame) -> Trajectory:
-    values = frame["value"].to_numpy()
+    # First and last by time (segment, then step), whatever order the sources were read in.
+    ordered = frame.sort_values(["segment", "step"], kind="stable")
+    values = ordered["value"].to_numpy()
     finite = values[np.isfinite(values)]
     return Trajectory(
-        metric=metric, count=len(frame), first_step=int(frame["step"].iloc[0]), last_step=int(frame["step"].iloc[-1]),
-        first_value=float(values[0]), last_value=float(values[-1]),
+        metric=metric, count=len(frame), first_step=int(ordered["step"].iloc[0]),
+        last_step=int(ordered["step"].iloc[-1]), first_value=float(values[0]), last_value=float(values[-1]),
         min_value=float(finite.min()) if len(finite) else None, max_value=float(finite.max()) if len(finite) else None,
         nonfinite=int(len(values) - len(finite)), groups=tuple(sorted(frame["group"].unique().tolist())),
         tags=tuple(str(tag) for tag in frame["tag"].unique()), sources=tuple(str(s) for s in frame["source"].unique()))
@@ -84,39 +84,3 @@ def _verdict(run: Run, findings: list) -> Verdict:
     step_range = run.step_range
     span = f" from step {fmt_step(step_range[0])} to {fmt_step(step_range[1])}" if step_range else ""
     return Verdict("healthy", f"No problems found{span} by the checks that could run.", counts)
-
-
-def _charts(run: Run) -> list[ChartSeries]:
-    charts = []
-    for metric in CHARTED_METRICS:
-        frame = run.series(metric)
-        for group in sorted(frame["group"].unique().tolist()) if len(frame) else []:
-            rows = frame[frame["group"] == group].sort_values("step", kind="stable")
-            label = metric if group == 0 else f"{metric} (group {group})"
-            charts.append(_chart(metric, label, rows["step"].to_numpy(), rows["value"].to_numpy()))
-    return charts
-
-
-def _chart(metric: str, label: str, steps: np.ndarray, values: np.ndarray) -> ChartSeries:
-    nonfinite = ~np.isfinite(values)
-    keep = min_max_indices(np.where(nonfinite, np.nan, values), CHART_POINTS)
-    keep = np.union1d(keep, np.flatnonzero(nonfinite)[:CHART_POINTS])
-    return ChartSeries(metric, label, tuple(int(s) for s in steps[keep]),
-                       tuple(None if nonfinite[i] else float(values[i]) for i in keep),
-                       tuple(int(s) for s in steps[nonfinite][:CHART_POINTS]))
-
-
-def min_max_indices(values: np.ndarray, points: int) -> np.ndarray:
-    """Indices that keep each bucket's min and max (so spikes survive) plus both ends."""
-    count = len(values)
-    if count <= points:
-        return np.arange(count)
-    buckets = np.array_split(np.arange(count), points // 2)
-    chosen = [0, count - 1]
-    for bucket in buckets:
-        chunk = values[bucket]
-        if np.all(np.isnan(chunk)):
-            chosen.append(int(bucket[0]))
-            continue
-        chosen += [int(bucket[np.nanargmin(chunk)]), int(bucket[np.nanargmax(chunk)])]
-    return np.unique(np.array(chosen))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from forensics.checks.base import Finding
 from forensics.checks.runner import CheckOutcome
 from forensics.ingest.problems import InputProblem
+from forensics.ingest.source import RunEvent
 from forensics.model.run import Segment, Source
 
 SCHEMA = "forensics.report/1"
@@ -61,13 +62,22 @@ class CheckpointSummary:
 
 @dataclass(frozen=True)
 class ChartSeries:
-    """Points of one series for charts, already reduced to a drawable size (spikes and NaNs kept)."""
+    """Points of one series for charts, already reduced to a drawable size (built by report/charts.py).
+
+    `scope` is "run" for the overview charts or "finding-<n>" for the zoom on the n-th finding (1-based,
+    in `Report.findings` order), whose steps lie inside `window`.
+    """
 
     metric: str
     label: str
+    scope: str
+    window: tuple[int, int] | None
     steps: tuple[int, ...]
-    values: tuple[float | None, ...]   # None where the run logged NaN/inf
-    nonfinite_steps: tuple[int, ...]
+    values: tuple[float | None, ...]   # None where the run logged NaN/inf (the line breaks there)
+    nonfinite_runs: tuple[tuple[int, int], ...]   # first and last step of each run of NaN/inf (capped)
+    nonfinite_count: int
+    spike_steps: tuple[int, ...]
+    points_logged: int                 # points before reduction
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class Report:
     verdict: Verdict
     intended_schedule: dict | None = None
     charts: list[ChartSeries] = field(default_factory=list)
+    events: list[RunEvent] = field(default_factory=list)   # evidence lines from logs, in source order
 
     def to_dict(self) -> dict:
         """The JSON document (documented in docs/report-schema.md, validated by docs/report.schema.json)."""
@@ -118,6 +129,7 @@ class Report:
             "intended_schedule": self.intended_schedule,
             "checks": [outcome.to_dict() for outcome in self.checks],
             "findings": [finding.to_dict() for finding in self.findings],
+            "events": [_event_dict(event) for event in self.events],
         }
 
 
@@ -126,7 +138,16 @@ def _source_dict(source: Source) -> dict:
             "size_bytes": source.size_bytes, "detail": source.detail,
             "warnings": [problem.to_dict() for problem in source.problems],
             "process": {"host": source.host, "pid": source.pid, "first_wall_time": source.first_wall_time,
-                        "last_wall_time": source.last_wall_time} if source.first_wall_time is not None else None}
+                        "last_wall_time": source.last_wall_time} if source.first_wall_time is not None else None,
+            "coverage": source.coverage}
+
+
+def _event_dict(event: RunEvent) -> dict:
+    data = {key: value for key, value in event.data.items()
+            if value is None or isinstance(value, (str, int)) or (isinstance(value, float) and value == value
+                                                                  and abs(value) != float("inf"))}
+    return {"kind": event.kind, "source": event.source, "line": event.line, "step": event.step, "text": event.text,
+            "data": data}
 
 
 def _segment_dict(segment: Segment) -> dict:

@@ -109,9 +109,13 @@ def _training_losses(run: Run) -> pd.DataFrame:
 def _lr_at(run: Run, step: int) -> list[Evidence]:
     """The LR when the loss broke, next to its peak so far: a ramp that went too high shows here."""
     lr = run.series(aliases.LR, group=0)
-    lr = lr[(lr["step"] <= step) & np.isfinite(lr["value"].to_numpy())]
     if lr.empty:
         return []
+    busiest = lr["source"].value_counts().idxmax()  # the densest log has the LR of the onset step itself
+    lr = lr[(lr["source"] == busiest) & (lr["step"] <= step) & np.isfinite(lr["value"].to_numpy())]
+    if lr.empty:
+        return []
+    lr = lr.sort_values(["segment", "step"], kind="stable")
     at_onset = lr.iloc[-1]
     peak = lr.loc[lr["value"].idxmax()]
     note = f"LR at the onset; peak so far {fmt_lr(float(peak['value']))} at step {fmt_step(int(peak['step']))}"

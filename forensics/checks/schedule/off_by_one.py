@@ -1,0 +1,110 @@
+"""off_by_one: the scheduler runs one step ahead of the optimizer."""
+
+from __future__ import annotations
+
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.evidence import row_evidence
+from forensics.checks.resume.resumes import counter_offsets
+from forensics.checks.schedule.alignment import align, intent_evidence
+from forensics.formatting import fmt_lr
+from forensics.model import aliases
+from forensics.model.run import Run
+
+EXPLAINED = 0.25   # the one-step shift must explain the LR this much better than no shift
+
+
+class OffByOne(Check):
+    """The LR schedule runs one step ahead: the scheduler was stepped before the optimizer.
+
+    **Symptom**: the scheduler's counter is one ahead of the optimizer's (`scheduler.step()` called
+    once at setup, or before `optimizer.step()` in the loop), so the first LR of the schedule is
+    never used and every step gets the next step's LR; with a warmup the first LR is about 2x the
+    intended one. torch warns "Detected call of `lr_scheduler.step()` before `optimizer.step()`".
+
+    **Bad run**: a pre-stepped OneCycleLR starts at 2x its initial LR; checkpoints show
+    `scheduler.last_epoch = global_step + 1`.
+
+    **Healthy run**: the LR used at step s is the schedule's value for step s. The torch warning
+    alone is harmless when AMP's GradScaler skipped the first optimizer step on an fp16 overflow
+    (the loss scale drops at the start).
+
+    **Fix**: call `scheduler.step()` only after `optimizer.step()`, once per step, and never at
+    setup; when resuming, restore the scheduler with `load_state_dict` instead of stepping it to
+    catch up.
+    """
+
+    code = "off_by_one"
+    severity = "warning"
+    needs = ("LR series and intended schedule, or checkpoint counters, or the torch ordering warning",)
+
+    def run(self, run: Run) -> list[Finding]:
+        evidence, reasons = [], []
+        counter = _counter_ahead(run)
+        if counter is not None:
+            reasons.append(counter[0])
+            evidence.append(counter[1])
+        warning = next((event for event in run.events if event.kind == "scheduler_order_warning"), None)
+        harmless = _first_step_skipped(run)
+        if warning is not None and harmless is None:
+            reasons.append(f"torch warned that lr_scheduler.step() ran before optimizer.step() ({warning.source} "
+                           f"line {warning.line})")
+            evidence.append(Evidence(warning.source, f"line {warning.line}", warning.text, note="torch's warning"))
+        if not reasons:
+            if not run.checkpoints and not run.events and run.series(aliases.LR).empty:
+                raise NotApplicable("needs checkpoints with scheduler state, a log with torch's warnings, or an LR series")
+            if warning is not None:
+                raise NotApplicable(f"torch's ordering warning is explained by a skipped first step ({harmless})")
+            return []
+        shift = _shifted_lr(run)
+        if shift is not None:
+            reasons.append(shift[0])
+            evidence += shift[1]
+        message = "The scheduler is one step ahead of the optimizer: " + "; ".join(reasons) + "."
+        return [self.finding(step=0, end_step=None, message=message, fix=self.documentation()["Fix"],
+                             evidence=evidence, confidence=0.85 if counter or shift else 0.6)]
+
+
+def _counter_ahead(run: Run):
+    """Every checkpoint has scheduler.last_epoch == global_step + 1: stepped once more than the optimizer."""
+    offsets = counter_offsets(run.checkpoints, "global_step")
+    if len(offsets) < 1 or set(offsets) != {1}:
+        return None
+    checkpoint = next(c for c in run.checkpoints if c.schedulers and c.global_step is not None)
+    state = checkpoint.schedulers[0]
+    return (f"{checkpoint.path} has scheduler last_epoch {state.last_epoch} at global_step {checkpoint.global_step}",
+            Evidence(checkpoint.path, f"ckpt key {state.key}.last_epoch", state.last_epoch,
+                     expected=checkpoint.global_step, note="scheduler steps vs optimizer steps"))
+
+
+def _first_step_skipped(run: Run) -> str | None:
+    """Evidence that the optimizer skipped its first step(s) (AMP overflow), which also triggers the warning."""
+    if any(event.kind == "overflow" and (event.step is None or event.step <= 5) for event in run.events):
+        return "an fp16 overflow was logged at the first steps"
+    scale = run.series(aliases.LOSS_SCALE)
+    if len(scale) >= 2:
+        first = scale.sort_values("step", kind="stable")
+        if float(first["value"].iloc[1]) < float(first["value"].iloc[0]) and int(first["step"].iloc[1]) <= 5:
+            return "the loss scale dropped at the first steps"
+    for checkpoint in run.checkpoints:
+        counts = [count for optimizer in checkpoint.optimizers for count in optimizer.step_counts]
+        if counts and checkpoint.global_step is not None and max(counts) < checkpoint.global_step:
+            return (f"{checkpoint.path}: the optimizer took {max(counts)} steps of {checkpoint.global_step} "
+                    "(skipped steps)")
+    return None
+
+
+def _shifted_lr(run: Run):
+    """The logged LR matches the intended schedule shifted by one step (and not unshifted)."""
+    try:
+        alignment = align(run)
+    except NotApplicable:
+        return None
+    comparison = alignment.comparison
+    if comparison.offset != 1 or not comparison.offset_residual < EXPLAINED * comparison.residual:
+        return None
+    first = alignment.lr.iloc[0]
+    expected = alignment.intended.expected_at([first["step"]])[0]
+    return (f"the logged LR is the schedule's next-step value (first LR {fmt_lr(float(first['value']))}, "
+            f"intended {fmt_lr(float(expected))})",
+            [row_evidence(run, first, expected=float(expected), note="first LR"),
+             intent_evidence(alignment.intended)])

@@ -1,0 +1,119 @@
+"""Stream a text file's physical lines with bounded memory, whatever is in it.
+
+Memory stays bounded by the line-length limit: a line longer than `max_line_bytes` (default
+`MAX_LINE_BYTES`, changed with the environment variable `FORENSICS_MAX_LINE_BYTES`) is skipped and
+reported with the file, its line number, its size and the limit. Text is decoded as UTF-8 with
+`errors="backslashreplace"`, so undecodable bytes stay visible instead of stopping the read; the
+first such line is reported once. A file that is binary (NUL bytes or mostly control bytes in its
+first 8 KB) is not read as text at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forensics.ingest.problems import InputProblem
+
+MAX_LINE_BYTES = 1024 * 1024
+MAX_LINE_ENV = "FORENSICS_MAX_LINE_BYTES"
+SNIFF_BYTES = 8192
+# Share of control bytes (other than tab, newline, carriage return, escape, form feed) above
+# which the start of a file is not text.
+BINARY_CONTROL_SHARE = 0.10
+_TEXT_CONTROLS = {9, 10, 12, 13, 27, 8}
+
+
+def max_line_bytes() -> int:
+    """The line-length limit in bytes: $FORENSICS_MAX_LINE_BYTES when set to a positive integer."""
+    configured = os.environ.get(MAX_LINE_ENV, "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else MAX_LINE_BYTES
+
+
+@dataclass
+class LineStream:
+    """Physical lines of one file, plus what could not be read; iterate once."""
+
+    path: Path
+    display_path: str
+    limit: int = field(default_factory=max_line_bytes)
+    problems: list[InputProblem] = field(default_factory=list)
+    lines_read: int = 0
+    oversized_lines: int = 0
+    undecodable_lines: int = 0
+
+    def sniff_binary(self) -> InputProblem | None:
+        """A `binary_log` problem when the file's first 8 KB are not text, else None."""
+        try:
+            with open(self.path, "rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        except OSError as error:
+            return InputProblem("file_unreadable", self.display_path,
+                                f"{self.display_path}: cannot be read ({error.strerror or error})", severity="error")
+        if not head:
+            return None
+        controls = sum(1 for byte in head if byte < 32 and byte not in _TEXT_CONTROLS)
+        if b"\x00" in head or controls / len(head) > BINARY_CONTROL_SHARE:
+            why = "NUL bytes" if b"\x00" in head else f"{controls} control bytes"
+            return InputProblem("binary_log", self.display_path,
+                                f"{self.display_path}: named like a text log but holds binary data ({why} in its "
+                                f"first {len(head):,} bytes); not read as a log", locator="byte 0")
+        return None
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        """(1-based line number, decoded text without the line ending) for every line within the limit."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as error:
+            self.problems.append(InputProblem("file_unreadable", self.display_path,
+                                              f"{self.display_path}: cannot be read ({error.strerror or error})",
+                                              severity="error"))
+            return
+        try:
+            yield from self._lines(handle)
+        finally:
+            handle.close()
+
+    def _lines(self, handle) -> Iterator[tuple[int, str]]:
+        limit = self.limit
+        number = 0
+        while True:
+            raw = handle.readline(limit + 1)
+            if not raw:
+                break
+            number += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                self._skip_oversized(handle, number, len(raw))
+                continue
+            self.lines_read = number
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", errors="backslashreplace")
+                self._note_undecodable(number)
+            yield number, text.rstrip("\r\n")
+        self.lines_read = number
+
+    def _skip_oversized(self, handle, number: int, size: int) -> None:
+        """Read past the rest of an over-long line, in bounded pieces, and report it."""
+        raw = b""
+        while not raw.endswith(b"\n"):
+            raw = handle.readline(self.limit + 1)
+            if not raw:
+                break
+            size += len(raw)
+        self.oversized_lines += 1
+        self.problems.append(InputProblem(
+            "log_line_too_long", self.display_path,
+            f"{self.display_path}: line {number} is {size:,} bytes, over the {self.limit:,}-byte line limit; "
+            f"skipped (raise the limit with {MAX_LINE_ENV})", locator=f"line {number}"))
+
+    def _note_undecodable(self, number: int) -> None:
+        self.undecodable_lines += 1
+        if self.undecodable_lines == 1:
+            self.problems.append(InputProblem(
+                "log_not_utf8", self.display_path,
+                f"{self.display_path}: not valid UTF-8 from line {number} on; undecodable bytes are shown as "
+                r"\xNN escapes", locator=f"line {number}"))

@@ -1,0 +1,193 @@
+"""Read one stdout/stderr log into a `SourceRead`: series per tag (and rank), events, coverage.
+
+The file is streamed (`lines.LineStream`); each physical line is split at carriage returns (tqdm
+redraws), cleaned of colours and rank prefixes, tried against the format registry and scanned
+for events. Values go into compact arrays, so memory grows with the values found, never with
+the file's size. Nothing here raises on content: oddities become input problems or coverage.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forensics.ingest.discovery import FoundFile
+from forensics.ingest.logs.clean import split_rank, strip_ansi
+from forensics.ingest.logs.events import EventScanner, FoundEvent, capped
+from forensics.ingest.logs.formats import parse_line
+from forensics.ingest.logs.lines import LineStream
+from forensics.ingest.logs.steps import StepAxis
+from forensics.ingest.source import RunEvent, SourceRead, TaggedSeries
+
+SAMPLES_KEPT = 5
+SAMPLE_TEXT = 200
+_LOOKS_LIKE_METRIC = re.compile(r"loss|\blr\b|learning.rate|acc|grad|norm|ppl|perplexity|reward|\bwer\b|bleu|"
+                                r"\bf1\b|\bmap\b", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_METRIC_HINTS = ("loss", "lr", "learning", "acc", "grad", "norm", "ppl", "perplex", "reward", "wer", "bleu", "f1",
+                 "map")
+
+
+@dataclass
+class _Values:
+    """One tag's values from one rank, in file order, in compact arrays."""
+
+    steps: array = field(default_factory=lambda: array("q"))
+    values: array = field(default_factory=lambda: array("d"))
+    records: array = field(default_factory=lambda: array("q"))
+    bases: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _LogReading:
+    """The state of one file's read."""
+
+    path: str
+    lines: int = 0
+    blank: int = 0
+    recognised: int = 0
+    event_lines: int = 0
+    values_read: int = 0
+    formats: Counter = field(default_factory=Counter)
+    samples: list[dict] = field(default_factory=list)
+    unrecognised_metric_like: int = 0
+    series: dict[tuple[str, int | None], _Values] = field(default_factory=dict)
+    axes: dict[int | None, StepAxis] = field(default_factory=dict)
+    events: list[RunEvent] = field(default_factory=list)
+    scanner: EventScanner = field(default_factory=EventScanner)
+
+    def feed(self, number: int, text: str) -> None:
+        """One physical line (possibly holding several `\\r`-separated redraws)."""
+        self.lines += 1
+        if not text.strip():
+            self.blank += 1
+            return
+        recognised = had_event = False
+        for segment in text.split("\r") if "\r" in text else (text,):
+            rank, clean = split_rank(strip_ansi(segment))
+            if not clean.strip():
+                continue
+            axis = self.axes.get(rank) or self.axes.setdefault(rank, StepAxis())
+            result = parse_line(clean)
+            is_metric_line = False
+            if result is not None:
+                line_format, parsed = result
+                recognised = True
+                self.formats[line_format.name] += 1
+                is_metric_line = bool(parsed.values)
+                step, basis = axis.resolve(parsed)
+                for tag, value in parsed.values.items():
+                    self._add(tag, rank, step, value, number, basis)
+                for kind, data in parsed.events:
+                    had_event = True
+                    self._event(FoundEvent(kind, number, capped(clean), data), rank, step)
+            for found in self.scanner.scan(number, clean, is_metric_line):
+                had_event = True
+                self._event(found, rank, axis.last_step)
+            had_event = had_event or self.scanner.last_line_was_banner
+        if recognised:
+            self.recognised += 1
+        elif had_event:
+            self.event_lines += 1
+        else:
+            self._unrecognised(number, text)
+
+    def finish(self) -> None:
+        """Close what the end of the file leaves open (a traceback cut short)."""
+        for found in self.scanner.finish():
+            self._event(found, None, None)
+
+    def _add(self, tag: str, rank: int | None, step: int, value: float, number: int, basis: str) -> None:
+        values = self.series.get((tag, rank))
+        if values is None:
+            values = self.series[(tag, rank)] = _Values()
+        values.steps.append(step)
+        values.values.append(value)
+        values.records.append(number)
+        values.bases[basis] += 1
+        self.values_read += 1
+
+    def _event(self, found: FoundEvent, rank: int | None, step: int | None) -> None:
+        data = dict(found.data)
+        if rank is not None:
+            data["rank"] = rank
+        self.events.append(RunEvent(found.kind, self.path, found.line, step, None, found.text, data))
+
+    def _unrecognised(self, number: int, text: str) -> None:
+        lowered = text.lower()
+        if not any(hint in lowered for hint in _METRIC_HINTS):
+            return
+        if _DIGIT.search(text) and _LOOKS_LIKE_METRIC.search(text):
+            self.unrecognised_metric_like += 1
+            if len(self.samples) < SAMPLES_KEPT:
+                self.samples.append({"line": number, "text": capped(strip_ansi(text))[:SAMPLE_TEXT]})
+
+    def tagged_series(self) -> list[TaggedSeries]:
+        """The series, tagged per rank (`rank1/loss`, context `rank1`) when several ranks interleave."""
+        ranks = {rank for _, rank in self.series}
+        several_ranks = len(ranks) > 1
+        result = []
+        for (tag, rank), values in self.series.items():
+            shown_tag = f"rank{rank}/{tag}" if several_ranks and rank is not None else tag
+            context = f"rank{rank}" if several_ranks and rank is not None else ""
+            count = len(values.values)
+            result.append(TaggedSeries(
+                shown_tag, np.frombuffer(values.steps, dtype="int64").copy(),
+                np.frombuffer(values.values, dtype="float64").copy(), np.full(count, np.nan),
+                np.frombuffer(values.records, dtype="int64").copy(), context, _basis_text(values.bases)))
+        return result
+
+    def coverage(self, stream: LineStream, series: list[TaggedSeries]) -> dict:
+        """Lines seen, recognised and ignored, per-format counts, samples of unrecognised metric-like lines.
+
+        `event_lines` counts lines that are not metric lines but gave an event or are start-up banners.
+        """
+        return {
+            "lines": self.lines, "blank": self.blank, "recognised": self.recognised, "event_lines": self.event_lines,
+            "ignored": self.lines - self.blank - self.recognised - self.event_lines,
+            "formats": dict(self.formats.most_common()),
+            "unrecognised_metric_like": self.unrecognised_metric_like,
+            "unrecognised_samples": list(self.samples),
+            "oversized_lines": stream.oversized_lines, "undecodable_lines": stream.undecodable_lines,
+            "step_basis": {item.tag: item.step_basis for item in series},
+        }
+
+
+def read_log(found: FoundFile) -> SourceRead:
+    """A stdout/stderr log: every recognised metric line as series values, events, and coverage."""
+    stream = LineStream(found.path, found.display_path)
+    binary = stream.sniff_binary()
+    if binary is not None:
+        return SourceRead(found.display_path, found.kind, found.size_bytes, readable=False, records=0,
+                          detail=binary.message.split(": ", 1)[-1], problems=[binary])
+    reading = _LogReading(found.display_path)
+    for number, text in stream:
+        reading.feed(number, text)
+    reading.finish()
+    series = reading.tagged_series()
+    coverage = reading.coverage(stream, series)
+    return SourceRead(found.display_path, found.kind, found.size_bytes,
+                      readable=not any(p.severity == "error" for p in stream.problems), records=reading.values_read,
+                      detail=_detail(reading, series), problems=list(stream.problems), series=series,
+                      events=reading.events, coverage=coverage)
+
+
+def _basis_text(bases: Counter) -> str:
+    if len(bases) == 1:
+        return next(iter(bases))
+    return "mixed: " + "; ".join(f"{basis} ({count:,} values)" for basis, count in bases.most_common())
+
+
+def _detail(reading: _LogReading, series: list[TaggedSeries]) -> str:
+    text_lines = reading.lines - reading.blank
+    formats = ", ".join(reading.formats) or "no known format"
+    detail = (f"{reading.recognised:,} of {text_lines:,} lines recognised ({formats}); "
+              f"{reading.values_read:,} values in {len(series)} series; {len(reading.events)} event(s)")
+    reconstructed = sorted({item.step_basis for item in series} - {"logged"})
+    if reconstructed:
+        detail += "; steps: " + " / ".join(reconstructed)
+    return detail

@@ -1,0 +1,69 @@
+"""The step axis of a log that prints none: rebuilt from counters, progress bars, or position.
+
+Every value gets a step and a basis, the sentence saying how the step was obtained; the reader
+reports the basis per series (`TaggedSeries.step_basis`) and per file (coverage), so a report never
+presents a reconstructed axis as a logged one. In order of preference:
+
+1. the step the line prints (`logged`) or the format computes from its own counters
+   (`epoch*391+batch from timm progress counters`);
+2. a progress-bar counter on the line (`tqdm progress counter n/N`); per-epoch bars that restart
+   from zero are continued (`... continued across restarted bars`);
+3. the last step seen earlier in the file, for lines that print none (validation summaries,
+   HF Trainer dicts printed after their bar update);
+4. the epoch, when the file has no steps at all;
+5. the position of the line among the file's step-less records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from forensics.ingest.logs.formats.base import Parsed
+
+LOGGED = "logged"
+AFTER_LAST = "last step logged before the line"
+EPOCH = "epoch number (the log gives no optimizer step)"
+POSITION = "position in file (the log gives no step, epoch or progress counter)"
+
+
+@dataclass
+class StepAxis:
+    """One rank's step state while a file is read in order."""
+
+    last_step: int | None = None
+    step_less: int = 0
+    _bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # total -> (offset, last n)
+    _main_total: int = 0
+
+    def resolve(self, parsed: Parsed) -> tuple[int, str]:
+        """The step for a parsed line's values and the basis sentence."""
+        if parsed.step is not None:
+            self.last_step = parsed.step
+            return parsed.step, parsed.step_basis or LOGGED
+        if parsed.progress is not None:
+            return self._counter(*parsed.progress)
+        if self.last_step is not None:
+            return self.last_step, AFTER_LAST
+        if parsed.epoch is not None and float(parsed.epoch).is_integer():  # HF's fractional epochs are no axis
+            return int(parsed.epoch), EPOCH
+        self.step_less += 1
+        return self.step_less - 1, POSITION
+
+    def _counter(self, done: int, total: int) -> tuple[int, str]:
+        """A bar's counter as a step. Only the main bar (largest total) moves the step; a smaller bar
+        (evaluation) keeps the last training step."""
+        if total < self._main_total and self.last_step is not None:
+            return self.last_step, AFTER_LAST
+        self._main_total = max(self._main_total, total)
+        offset, last_done = self._bars.get(total, (0, -1))
+        if done < last_done:
+            # A bar that starts again from zero is the next epoch's bar; one that jumps back elsewhere
+            # restates its own position (a resumed HF bar), so it is taken as it is.
+            offset = offset + total if done <= 1 else 0
+        self._bars[total] = (offset, done)
+        step = offset + done
+        self.last_step = step
+        basis = f"tqdm progress counter n/{total}"
+        if offset:
+            basis += ", continued across restarted bars"
+        return step, basis

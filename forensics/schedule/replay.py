@@ -1,0 +1,108 @@
+"""Replay a schedule with the real `torch.optim.lr_scheduler` classes on a throwaway optimizer.
+
+Nothing here re-implements a schedule's formula: the spec is turned into the torch scheduler it
+names, attached to an SGD optimizer holding one dummy parameter per param group, and stepped. The
+LR at optimizer step `s` (0-based) is the optimizer's LR after `s` scheduler steps, i.e. the LR that
+step used, the value a loop logs when it reads `param_groups[i]["lr"]` before `scheduler.step()`.
+
+Cost: about 3 µs per scheduler step on one CPU core (torch 2.13), so 1M steps replay in ~3 s.
+Past `MAX_REPLAY_STEPS` the replay stops and says so (the schedule is not extrapolated).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.optim.lr_scheduler as lr_scheduler
+
+from forensics.errors import ForensicsError
+from forensics.schedule.hf import hf_lambda, torch_equivalent
+from forensics.schedule.spec import COMPOSITES, ScheduleSpec
+
+MAX_REPLAY_STEPS = 5_000_000
+# Arguments that only steer momentum; dropped for the replay (they never change the LR, and
+# cycling momentum needs an optimizer that has it).
+_MOMENTUM_ONLY = ("cycle_momentum", "base_momentum", "max_momentum")
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Expected LR per param group at optimizer steps 0..len-1 (NaN where torch refused to step)."""
+
+    lrs: np.ndarray          # shape (groups, steps)
+    scheduler_steps: int     # how many times the scheduler was stepped
+    notes: tuple[str, ...]   # e.g. "torch refused to step past total_steps=600"
+    used: str                # the torch construction actually replayed (differs for HF names)
+
+
+def replay(spec: ScheduleSpec, base_lrs: list[float], optimizer_steps: int, interval: str = "step",
+           steps_per_epoch: int | None = None) -> Replay:
+    """Expected LR at each of `optimizer_steps` optimizer steps, by stepping the real torch scheduler."""
+    notes: list[str] = []
+    if optimizer_steps > MAX_REPLAY_STEPS:
+        notes.append(f"replayed the first {MAX_REPLAY_STEPS:,} of {optimizer_steps:,} steps "
+                     f"(MAX_REPLAY_STEPS); later steps are NaN")
+        optimizer_steps = MAX_REPLAY_STEPS
+    per_epoch = interval == "epoch"
+    spe = max(int(steps_per_epoch or 1), 1)
+    scheduler_steps = math.ceil(optimizer_steps / spe) if per_epoch else optimizer_steps
+    optimizer = _throwaway_optimizer(base_lrs)
+    with warnings.catch_warnings():
+        # "lr_scheduler.step() before optimizer.step()" and deprecation chatter: not ours to show.
+        warnings.simplefilter("ignore")
+        scheduler, used = build_scheduler(spec, optimizer, base_lrs)
+        values = _step(scheduler, optimizer, scheduler_steps, notes)
+    if per_epoch:
+        values = np.repeat(values, spe, axis=1)[:, :optimizer_steps]
+    return Replay(values, scheduler_steps, tuple(notes), used)
+
+
+def build_scheduler(spec: ScheduleSpec, optimizer: torch.optim.Optimizer, base_lrs: list[float]):
+    """Construct the torch scheduler a spec names on `optimizer`; returns (scheduler, text of what was built)."""
+    if spec.is_hf:
+        equivalent = torch_equivalent(spec.class_name, spec.params)
+        if equivalent is not None:
+            return build_scheduler(equivalent, optimizer, base_lrs)[0], equivalent.text()
+        lambdas = [hf_lambda(spec.class_name, spec.params, lr) for lr in base_lrs]
+        return lr_scheduler.LambdaLR(optimizer, lambdas), f"LambdaLR(transformers' {spec.class_name} lambda)"
+    cls = getattr(lr_scheduler, spec.class_name)
+    params = {k: v for k, v in spec.params.items() if k not in _MOMENTUM_ONLY}
+    if spec.class_name in ("OneCycleLR", "CyclicLR"):
+        params["cycle_momentum"] = False
+    try:
+        if spec.class_name in COMPOSITES:
+            children = [build_scheduler(child, optimizer, base_lrs)[0] for child in spec.children]
+            if spec.class_name == "ChainedScheduler":
+                return cls(children, optimizer=optimizer, **params), spec.text()
+            return cls(optimizer, children, **params), spec.text()
+        return cls(optimizer, **params), spec.text()
+    except (TypeError, ValueError) as error:
+        raise ForensicsError(f"schedule {spec.text()}: torch refused it: {error}") from None
+
+
+def _throwaway_optimizer(base_lrs: list[float]) -> torch.optim.Optimizer:
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": float(lr)} for lr in base_lrs or [1.0]]
+    return torch.optim.SGD(groups, lr=float(base_lrs[0]) if base_lrs else 1.0)
+
+
+def _step(scheduler, optimizer: torch.optim.Optimizer, count: int, notes: list[str]) -> np.ndarray:
+    groups = optimizer.param_groups
+    values = np.full((len(groups), count), np.nan)
+    first = groups[0]
+    row = values[0]
+    for index in range(count):
+        row[index] = first["lr"]
+        for group_index in range(1, len(groups)):
+            values[group_index, index] = groups[group_index]["lr"]
+        if index == count - 1:
+            break
+        try:
+            scheduler.step()
+        except ValueError as error:  # OneCycleLR past total_steps: "Tried to step N times..."
+            notes.append(f"torch stopped the schedule after {index + 1} steps: {error}")
+            break
+    return values
