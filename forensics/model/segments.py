@@ -11,6 +11,7 @@ Every resume diagnosis rests on this. Three kinds of evidence start a new segmen
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -42,9 +43,43 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source]) -> 
     starts = np.array([boundary.wall_time for boundary in boundaries[1:]], dtype="float64")
     for frame in metrics.values():
         frame["segment"] = _segment_of(frame, starts)
-    _place_untimed_rows(metrics, len(boundaries))
+    folders = _version_folders(metrics)
+    if len(boundaries) == 1 and len(folders) > 1:
+        boundaries = _split_by_folder(metrics, folders)
+    else:
+        _place_untimed_rows(metrics, len(boundaries))
     segments = [_describe(index, boundary, metrics) for index, boundary in enumerate(boundaries)]
     return _note_step_rewinds(segments)
+
+
+_VERSION_FOLDER = re.compile(r"(?:^|/)(version_(\d+))/")
+
+
+def _version_folders(metrics: dict[str, pd.DataFrame]) -> list[str]:
+    """Lightning `version_N/` folders holding untimed sources, in N order: each is one `fit()` call."""
+    found = {}
+    for frame in metrics.values():
+        for source in frame["source"].cat.categories:
+            match = _VERSION_FOLDER.search(str(source))
+            if match:
+                found[match.group(1)] = int(match.group(2))
+    return sorted(found, key=found.get)
+
+
+def _split_by_folder(metrics: dict[str, pd.DataFrame], folders: list[str]) -> list[_Boundary]:
+    """Without wall times, several `version_N/` folders are several process lifetimes: one segment each."""
+    index = {folder: position for position, folder in enumerate(folders)}
+    for frame in metrics.values():
+        codes = {source: index.get(_folder(str(source)), 0) for source in frame["source"].cat.categories}
+        frame["segment"] = frame["source"].map(codes).astype("int64").to_numpy()
+    return [_Boundary(-np.inf, "start" if position == 0 else "restart",
+                      f"Lightning {folder}/ (a separate fit, no wall times to order it otherwise)")
+            for position, folder in enumerate(folders)]
+
+
+def _folder(source: str) -> str | None:
+    match = _VERSION_FOLDER.search(source)
+    return match.group(1) if match else None
 
 
 def _note_step_rewinds(segments: list[Segment]) -> list[Segment]:

@@ -10,6 +10,7 @@ import pandas as pd
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.numerics.precursors import first_warning_sign
+from forensics.checks.series import training_losses
 from forensics.formatting import fmt_lr, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -40,7 +41,7 @@ class NanOnset(Check):
     needs = ("training loss series",)
 
     def run(self, run: Run) -> list[Finding]:
-        losses = _training_losses(run)
+        losses = training_losses(run)
         if losses.empty:
             raise NotApplicable("needs a training loss series; none found")
         values = losses["value"].to_numpy()
@@ -94,16 +95,6 @@ class NanOnset(Check):
         severity = "warning" if recovered else "error"
         return self.finding(step=onset_step, end_step=end_step, message=message, fix=fix, evidence=evidence,
                             confidence=0.99, severity=severity)
-
-
-def _training_losses(run: Run) -> pd.DataFrame:
-    """The canonical training loss, or else every training-side metric with `loss` in its name."""
-    main = run.series(aliases.LOSS)
-    if len(main):
-        return main
-    parts = [frame for name, frame in run.metrics.items()
-             if "loss" in name and not name.startswith(("val", "eval", "test")) and len(frame)]
-    return pd.concat(parts, ignore_index=True) if parts else main
 
 
 def _lr_at(run: Run, step: int) -> list[Evidence]:

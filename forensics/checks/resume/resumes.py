@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forensics.checks.series import training_losses
 from forensics.ingest.checkpoint import Checkpoint
 from forensics.model import aliases
 from forensics.model.run import Run, Segment
@@ -29,12 +30,14 @@ class Resume:
 
 
 def resumes(run: Run) -> list[Resume]:
-    """Every restart or rewind after the first segment, in order."""
+    """Every restart or rewind after the first segment that continued the run (not a fresh start), in order."""
     lr = run.series(aliases.LR, group=0)
     lr = lr[np.isfinite(lr["value"].to_numpy())]
     found = []
     for previous, segment in zip(run.segments, run.segments[1:]):
         if segment.kind not in ("restart", "rewind") or segment.start_step is None:
+            continue
+        if _fresh_start(run, previous, segment):
             continue
         before = lr[lr["segment"] == previous.index]
         after = lr[lr["segment"] == segment.index]
@@ -77,3 +80,28 @@ def checkpoints_between(run: Run, first_step: int | None, last_step: int | None)
     return [checkpoint for checkpoint in run.checkpoints if checkpoint.global_step is not None
             and (first_step is None or checkpoint.global_step >= first_step)
             and (last_step is None or checkpoint.global_step <= last_step)]
+
+
+def _fresh_start(run: Run, previous: Segment, segment: Segment) -> bool:
+    """A new process that started the training over (a new experiment in the same log dir), not a resume.
+
+    Only a restart at the run's very first step can be one. It counts as a resume only on positive
+    evidence: a log says so ("Resuming from ...") or the loss clearly picks up where the previous
+    process left it rather than where the run began.
+    """
+    first_step = run.segments[0].start_step
+    if segment.kind != "restart" or first_step is None or segment.start_step > first_step + 1:
+        return False
+    if any(event.kind == "resume" for event in run.events):
+        return False
+    loss = training_losses(run)
+    loss = loss[np.isfinite(loss["value"].to_numpy())]
+    ordered = loss.sort_values(["segment", "step"], kind="stable")
+    start = ordered[ordered["segment"] == segment.index]["value"].head(5)
+    before = ordered[ordered["segment"] == previous.index]["value"].tail(5)
+    initial = ordered[ordered["segment"] == run.segments[0].index]["value"].head(5)
+    if before.empty or start.empty or initial.empty:
+        return True  # no finite loss to show the run continuing: no evidence of a resume
+    # A resume needs positive evidence: the loss clearly continues from the previous process.
+    level = float(start.median())
+    return not abs(level - float(before.median())) < 0.5 * abs(level - float(initial.median()))
