@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 
 def fmt_step(step: int | None) -> str:
@@ -46,3 +47,13 @@ def fmt_bytes(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z])")
+
+
+def split_headline(text) -> tuple[str, str]:
+    """The first sentence of a finding message (a header's or table row's one line) and the rest."""
+    parts = _SENTENCE_END.split(" ".join(str(text).split()), maxsplit=1)
+    first = parts[0][:-1] + "." if parts[0].endswith(";") else parts[0]
+    return first, parts[1] if len(parts) > 1 else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from forensics.formatting import fmt_step
+from forensics.formatting import fmt_step, split_headline
 from forensics.report.model import Report
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue", "failed": "red", "suspect": "yellow",
@@ -26,7 +26,7 @@ def print_summary(report: Report, written_to: str | None) -> None:
         echo(f"  {report.verdict.headline}")
     for finding in report.findings[:SHOWN_FINDINGS]:
         echo(f"  {finding.severity:<7}", fg=_COLOURS[finding.severity], nl=False)
-        echo(f" {finding.code:<20} step {fmt_step(finding.step):>9}  {finding.message}")
+        echo(f" {finding.code:<20} step {fmt_step(finding.step):>9}  {split_headline(finding.message)[0]}")
     if len(report.findings) > SHOWN_FINDINGS:
         echo(f"  ... {len(report.findings) - SHOWN_FINDINGS} more in the report")
     skipped = [outcome for outcome in report.checks if outcome.status != "ran"]

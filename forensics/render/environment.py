@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
-from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_value
+from forensics.formatting import fmt_bytes, fmt_lr, fmt_percent, fmt_step, fmt_value, split_headline
 
 
 def templates_dir() -> Path:
@@ -51,16 +51,6 @@ def _fmt_coverage(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{key}={_fmt_coverage(item)}" for key, item in list(value.items())[:6])
     return fmt_value(value) if isinstance(value, (int, float)) else " ".join(str(value).split())[:120]
-
-
-_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z])")
-
-
-def split_headline(text) -> tuple[str, str]:
-    """The first sentence of a finding message (a header's or table row's one line) and the rest."""
-    parts = _SENTENCE_END.split(" ".join(str(text).split()), maxsplit=1)
-    first = parts[0][:-1] + "." if parts[0].endswith(";") else parts[0]
-    return first, parts[1] if len(parts) > 1 else ""
 
 
 def _first_sentence(text) -> str:

@@ -13,7 +13,7 @@ from markupsafe import Markup
 from forensics.checks.base import Finding
 from forensics.formatting import fmt_step
 from forensics.render.assets import PageAssets, compact_number, json_island, page_assets
-from forensics.render.environment import split_headline
+from forensics.formatting import split_headline
 from forensics.render.intended import IntendedView, deviation_bands, intended_view
 from forensics.render.static_chart import StaticChart, StepScale, static_chart
 from forensics.render.timeline import TimelineView, timeline_view
