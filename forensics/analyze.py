@@ -11,14 +11,16 @@ from forensics.report.model import Report
 from forensics.schedule import ScheduleOptions, resolve_intended
 
 
-def analyze(run_dir: Path, command: str = "", schedule: ScheduleOptions | None = None) -> Report:
+def analyze(run_dir: Path, command: str = "", schedule: ScheduleOptions | None = None,
+            follow_links: bool = False) -> Report:
     """Read `run_dir`, work out the intended LR schedule, run every check, and return the report.
 
-    Nothing is written anywhere. `schedule` carries what the user stated (`--schedule`, `--base-lr`,
+    Nothing is written anywhere. Links leading outside `run_dir` are reported and not read unless
+    `follow_links` is set. `schedule` carries what the user stated (`--schedule`, `--base-lr`,
     ...); without it the schedule comes from checkpoints, configs or a fit to the logged LR.
     Raises `ForensicsError` when `run_dir` cannot be analysed at all (missing, not a directory) or the
     stated schedule cannot be built.
     """
-    run = build_run(Path(run_dir))
+    run = build_run(Path(run_dir), follow_external_links=follow_links)
     run.intended_schedule = resolve_intended(run, schedule)
     return build_report(run, run_checks(run), command or f"forensics analyze {run_dir}")

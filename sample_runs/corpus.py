@@ -127,6 +127,7 @@ def case_truth(spec: CaseSpec, run_dir: Path, lifetimes: list[CaseLifetime]) -> 
         "allowed_codes": allowed,
         "sources": list(spec.sources),
         "log_style": spec.log_style if STDOUT in spec.sources else None,
+        "cli_schedule": spec.cli_schedule,
         "files": _files(run_dir),
         "facts": facts,
     }

@@ -52,6 +52,10 @@ FAILURES = [
         (OUT,), (Expect("per_epoch_stepping", "start"),), ("schedule_incomplete",),
         epochs=12, batches_per_epoch=25, lr=3e-3, scheduler=warmup_cosine(40), scheduler_text=WARMUP_COSINE,
         stepping=PER_EPOCH, log_style="hf", log_every=5,
+        # HF-style lines state no schedule and the staircase alone is what a per-epoch schedule does on
+        # purpose too (healthy_warmup_cosine_per_epoch), so the user states the per-step intent.
+        cli_schedule={"schedule": "SequentialLR([LinearLR(start_factor=0.01, total_iters=40), "
+                                  "CosineAnnealingLR(T_max=260)], milestones=[40])", "base_lr": 3e-3, "interval": "step"},
     ),
     CaseSpec(
         "per_epoch_onecycle_timm",
@@ -66,6 +70,7 @@ FAILURES = [
         "OneCycleLR created but scheduler.step() never called: the LR stays at max_lr/25 for the whole run.",
         (TB,), (Expect("constant_lr", "start"),), ("schedule_incomplete",),
         epochs=8, scheduler=onecycle(1e-2), scheduler_text=ONECYCLE, stepping=NEVER,
+        cli_schedule={"schedule": "OneCycleLR(max_lr=0.01, total_steps=320, pct_start=0.3, cycle_momentum=False)"},
     ),
     CaseSpec(
         "constant_lr_huge_horizon_kv",
@@ -92,6 +97,7 @@ FAILURES = [
         (OUT,), (Expect("schedule_too_fast", "departure", 1),), ("constant_lr",),
         epochs=35, batches_per_epoch=36, optimizer="sgd", lr=0.05, scheduler=step_lr(30),
         scheduler_text="StepLR(step_size=30, gamma=0.1)", intended_interval="epoch",
+        cli_schedule={"schedule": "StepLR(step_size=30, gamma=0.1)", "interval": "epoch", "steps_per_epoch": 36},
     ),
     # ---- schedule_overrun ---------------------------------------------------------------------
     CaseSpec(
@@ -144,6 +150,7 @@ FAILURES = [
         epochs=10, batches_per_epoch=80, accum=8, lr=3e-3, scheduler=linear_with_warmup(0.1, sized="batches"),
         scheduler_text="get_linear_schedule_with_warmup(num_warmup_steps=10%, num_training_steps=len(loader)*epochs)",
         intended=linear_with_warmup(0.1), log_style="hf", log_every=2,
+        cli_schedule={"schedule": "linear(num_warmup_steps=80, num_training_steps=800)", "base_lr": 3e-3},
     ),
     # ---- off_by_one ---------------------------------------------------------------------------
     CaseSpec(

@@ -114,6 +114,9 @@ class CaseSpec:
     crash_after_epoch: int | None = None  # resumed runs: the first process dies after this many epochs
     resume_bug: str | None = None
     seed: int = 0
+    # What a user would pass to `forensics analyze` to state the schedule when the files state none:
+    # {"schedule": <--schedule spec>, and optionally "base_lr", "interval", "steps_per_epoch"}.
+    cli_schedule: dict | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.sources) - set(SOURCE_KINDS)

@@ -53,9 +53,19 @@ def evaluate(corpus_dir: Path) -> tuple[dict, list[CaseResult]]:
     from forensics.analyze import analyze
 
     manifest = json.loads((corpus_dir / "CORPUS.json").read_text())
-    results = [score_case(name, truth, analyze(corpus_dir / name).findings)
+    results = [score_case(name, truth, analyze(corpus_dir / name, schedule=cli_options(truth)).findings)
                for name, truth in sorted(manifest["cases"].items())]
     return manifest, results
+
+
+def cli_options(truth: dict):
+    """The `--schedule` options a user would give for a case whose files state no schedule (else None)."""
+    from forensics.schedule import schedule_options
+
+    cli = truth.get("cli_schedule")
+    if not cli:
+        return None
+    return schedule_options(cli["schedule"], cli.get("base_lr"), cli.get("steps_per_epoch"), cli.get("interval"))
 
 
 def detection_table(manifest: dict, results: list[CaseResult]) -> str:

@@ -34,6 +34,8 @@ HOSTILE = "<img src=x onerror=alert(1)><script>window.__pwned=1</script>"
 # A file name cannot hold "/", so the checkpoint carries the half of the attack a path can: it lands in
 # the chart data islands (marker labels) and the SVG titles as well as in the tables.
 HOSTILE_CHECKPOINT = "ckpt<img src=x onerror=window.__pwned=2>.pt"
+HOSTILE_LOG = "stdout<svg onload=window.__pwned=3>.log"
+HOSTILE_CONFIG_VALUE = "<img src=x onerror=window.__pwned=4>OneCycleLR"
 
 
 def _driver(tmp_path_factory, javascript: bool):
@@ -96,6 +98,9 @@ def _hostile_run(root: Path) -> Path:
     torch.save({"global_step": 30, "epoch": 1, "model": {"w": torch.ones(2)}}, run / "checkpoints" / HOSTILE_CHECKPOINT)
     (run / "train.log").write_text(f"step 10 loss 0.5 {HOSTILE}\nTraceback (most recent call last):\n"
                                    f"  RuntimeError: {HOSTILE}\n", encoding="utf-8")
+    (run / HOSTILE_LOG).write_text(f"step 20 loss 0.25 lr 0.001\nWARNING {HOSTILE}\n", encoding="utf-8")
+    (run / "hparams.yaml").write_text(f"lr: 0.001\nlr_scheduler: {{name: '{HOSTILE_CONFIG_VALUE}', max_lr: 0.01}}\n"
+                                      f"note: '{HOSTILE}'\n", encoding="utf-8")
     return run
 
 
@@ -159,7 +164,10 @@ def test_markup_from_the_run_is_shown_as_text_and_never_runs(browser, reports):
     assert requests == [], f"the hostile report requested {requests} (an injected <img> would)"
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert HOSTILE in body and HOSTILE_CHECKPOINT in body
+    assert HOSTILE in body and HOSTILE_CHECKPOINT in body and HOSTILE_LOG in body
+    page = reports["hostile"].read_text(encoding="utf-8")
+    for payload in (HOSTILE, HOSTILE_CHECKPOINT, HOSTILE_LOG, HOSTILE_CONFIG_VALUE):
+        assert payload not in page  # only ever escaped, in markup and in the JSON islands alike
     labels = browser.execute_script("""return Array.from(document.querySelectorAll('script.chart-data'))
         .flatMap(island => JSON.parse(island.textContent).markers.map(marker => marker.label))""")
     assert any(HOSTILE_CHECKPOINT in label for label in labels)  # it reached the chart data, which stayed data

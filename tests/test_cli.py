@@ -107,3 +107,18 @@ def test_report_file_is_readable_by_others(tmp_path):
         os.umask(old)
     assert result.exit_code == 0
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_follow_links_reads_files_outside_the_run(tmp_path):
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "healthy_onecycle" / "tb", run / "tb")
+    os.symlink(SAMPLE_RUNS / "healthy_onecycle" / "checkpoints", run / "checkpoints")
+    plain = json.loads(runner.invoke(app, ["analyze", str(run), "-f", "json", "-o", "-", "-q"]).stdout)
+    assert plain["run"]["checkpoints"] == 0
+    assert [p["code"] for p in plain["input_problems"]] == ["link_outside_run"]
+    followed = json.loads(runner.invoke(app, ["analyze", str(run), "-f", "json", "-o", "-", "-q",
+                                              "--follow-links"]).stdout)
+    assert followed["run"]["checkpoints"] == 4

@@ -377,3 +377,33 @@ def test_generation_leaves_torch_settings_alone(tmp_path):
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     generate_case("constant_lr_never_stepped_tb", tmp_path)
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+
+
+@pytest.mark.parametrize("name", names(lambda spec: spec.cli_schedule is not None))
+def test_cli_schedule_states_the_scheduler_the_script_builds(name):
+    """A case's `cli_schedule`, replayed by forensics, gives the LRs of the scheduler the script constructs
+    (stepped at the stated interval): it states the script's schedule, not the answer."""
+    import warnings
+
+    from corpus_loop import make_optimizer
+    from forensics.schedule import replay, schedule_options
+
+    spec = CORPUS[name]
+    cli = spec.cli_schedule
+    options = schedule_options(cli["schedule"], cli.get("base_lr"), cli.get("steps_per_epoch"), cli.get("interval"))
+    plan = spec.plan()
+    steps = min(plan.total_optimizer_steps, 200)
+    interval = cli.get("interval") or "step"
+    spe = cli.get("steps_per_epoch") or plan.optimizer_steps_per_epoch
+    stated = replay(options.spec, [cli.get("base_lr") or spec.lr], steps, interval, spe).lrs[0]
+    optimizer = make_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = spec.scheduler(optimizer, plan)
+    built = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no optimizer.step() here: only the LRs are read
+        for step in range(steps):
+            built.append(optimizer.param_groups[0]["lr"])
+            if interval == "step" or (step + 1) % spe == 0:
+                scheduler.step()
+    assert stated == pytest.approx(built, rel=1e-6, abs=1e-12)
+

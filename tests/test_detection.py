@@ -14,26 +14,7 @@ import detection
 from forensics.checks import REGISTRY
 
 # case -> why forensics misses it today
-KNOWN_MISSES: dict[str, str] = {
-    "constant_lr_never_stepped_tb": "constant_lr",
-    "grad_explosion_clipped_kv": "grad_explosion: found at [175], expected 99±15",
-    "grad_explosion_clipped_tb": "grad_explosion",
-    "incomplete_accum_linear_hf": "schedule_incomplete",
-    "incomplete_accum_onecycle_tb": "schedule_incomplete: found at [100], expected 99±0",
-    "loss_plateau_tb": "loss_plateau",
-    "loss_plateau_timm": "loss_plateau",
-    "missing_state_global_step_kv": "missing_resume_state",
-    "missing_state_rng_hf": "missing_resume_state",
-    "nan_spike_recover_hf": "nan_onset: found at [13], expected 322±1",
-    "overrun_cosine_tb": "schedule_overrun",
-    "per_epoch_warmup_cosine_hf": "per_epoch_stepping",
-    "resume_scheduler_reset_timm": "resume_drift",
-    "resume_step_reset_kv": "resume_drift",
-    "too_fast_cosine_tb": "schedule_too_fast",
-    "too_fast_steplr_kv": "schedule_too_fast",
-    "val_stuck_ema_nan_hf": "val_stuck: found at [1], expected 39±5",
-    "warmup_missing_tb": "warmup_missing",
-}
+KNOWN_MISSES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

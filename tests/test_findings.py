@@ -42,3 +42,9 @@ def test_nan_run_reports_nan_onset_at_the_first_nonfinite_step():
     restart = [item for item in finding.evidence if item.locator == "ckpt key global_step"]
     assert restart and restart[0].observed < finding.step
     assert "Restart from" in finding.fix
+
+
+def test_nan_fix_names_the_checkpoint_to_restart_from():
+    truth = _manifest()["nan_divergence"]
+    (finding,) = [f for f in analyze(SAMPLE_RUNS / "nan_divergence").findings if f.code == "nan_onset"]
+    assert finding.fix.startswith(f"Restart from {truth['last_checkpoint_with_finite_weights']}")

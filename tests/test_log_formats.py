@@ -24,7 +24,7 @@ def test_documented_line_is_parsed_by_its_format(name, line):
         assert result is not None, segment
         line_format, parsed = result
         assert line_format.name == name, (segment, line_format.name)
-        assert parsed.values or parsed.progress, segment
+        assert parsed.values or parsed.progress or parsed.facts, segment
 
 
 def _parse(line):
@@ -37,6 +37,13 @@ def test_hf_dict_keeps_nan_and_takes_the_glued_progress_counter():
                           "'learning_rate': 5e-05}")
     assert name == "hf_trainer_dict" and math.isnan(parsed.values["loss"])
     assert parsed.values["learning_rate"] == 5e-05 and parsed.progress == (1, 13000)
+
+
+def test_hf_banner_lines_give_the_counters_as_facts():
+    _, parsed = _parse("  Total optimization steps = 22,500")
+    assert parsed.values == {} and parsed.facts == {"total_optimization_steps": 22500}
+    _, parsed = _parse("[INFO|trainer.py:1712] 2023-05-01 10:00:00,123 >>   Num Epochs = 3")
+    assert parsed.facts == {"num_epochs": 3}
 
 
 def test_hf_end_of_training_summary_is_not_a_loss_value():

@@ -126,6 +126,33 @@ def test_lines_without_steps_get_a_stated_basis(tmp_path):
     assert "steps: " in read.detail
 
 
+HF_BANNER = ("***** Running training *****\n  Num examples = 400\n  Num Epochs = 12\n"
+             "  Instantaneous batch size per device = 16\n  Gradient Accumulation steps = 1\n"
+             "  Total optimization steps = 300\n")
+
+
+def test_hf_dicts_take_their_step_from_the_epoch_and_the_banner(tmp_path):
+    """HF's own global_step: epoch 0.2 of 25 steps per epoch is step 5; the eval at epoch 1.0 is step 25."""
+    path = tmp_path / "train.log"
+    path.write_text(HF_BANNER + "{'loss': 0.6874, 'learning_rate': 3e-05, 'epoch': 0.2}\n"
+                    "{'loss': 0.6892, 'learning_rate': 3e-05, 'epoch': 1.0}\n"
+                    "{'eval_loss': 0.69, 'eval_accuracy': 0.5, 'epoch': 1.0}\n"
+                    "{'loss': nan, 'learning_rate': 3e-05, 'epoch': 1.2}\n")
+    read = read_log(_found(path))
+    assert _series(read, "loss").steps.tolist() == [5, 25, 30]
+    assert _series(read, "eval_loss").steps.tolist() == [25]
+    assert _series(read, "loss").step_basis.startswith("epoch x 25 optimizer steps per epoch")
+    assert read.coverage["ignored"] == 0  # the banner lines are recognised
+
+
+def test_hf_banner_that_does_not_pin_the_steps_per_epoch_gives_no_epoch_axis(tmp_path):
+    """max_steps=1000 with 300 steps per epoch: HF prints 4 epochs; 1000/4 = 250 disagrees with 400/16."""
+    path = tmp_path / "train.log"
+    path.write_text(HF_BANNER.replace("= 12", "= 4").replace("= 300", "= 1000").replace("= 400", "= 4800")
+                    + "{'loss': 0.6874, 'learning_rate': 3e-05, 'epoch': 0.2}\n")
+    assert _series(read_log(_found(path)), "loss").step_basis.startswith("position in file")
+
+
 def test_a_million_line_log_streams_in_bounded_memory(tmp_path):
     """Read in a fresh interpreter so its peak RSS measures the read alone."""
     path = tmp_path / "big.log"

@@ -61,3 +61,31 @@ def test_long_silence_is_a_gap_but_slow_eval_is_not(tmp_path):
     writer.close()
     segments = analyze(tmp_path / "run").segments
     assert [(s.kind, s.start_step) for s in segments] == [("start", 0), ("gap", 120)]
+
+
+RESTARTED_LOG = """Starting training: model=MLP epochs=8 steps_per_epoch=30 total_steps=240 seed=0
+epoch 3 step 100/240 loss 0.2859 lr 9.283e-03 grad_norm 0.74
+epoch 3 step 110/240 loss 0.1020 lr 8.728e-03 grad_norm 0.46
+Saved checkpoint checkpoints/ckpt_epoch_4.pt
+Starting training: model=MLP epochs=8 steps_per_epoch=30 total_steps=240 seed=0
+Resuming from checkpoints/ckpt_epoch_4.pt (epoch 4, global_step 120)
+epoch 4 step 120/240 loss 0.2395 lr 8.044e-03 grad_norm 0.65
+epoch 4 step 130/240 loss 0.1495 lr 7.253e-03 grad_norm 0.40
+"""
+
+
+def test_log_only_run_restarts_at_a_repeated_banner_and_resume_line(tmp_path):
+    """No wall times: the banner printed again (line 5) and the resume line (6) are one restart."""
+    (tmp_path / "train.log").write_text(RESTARTED_LOG)
+    segments = analyze(tmp_path).segments
+    assert [(s.kind, s.start_step, s.end_step) for s in segments] == [("start", 100, 110), ("restart", 120, 130)]
+    assert segments[1].sources == ("train.log",) and "train.log line 5" in segments[1].reason
+    assert "line 6, a resume line" in segments[1].reason
+
+
+def test_log_resume_line_without_training_after_it_is_no_restart(tmp_path):
+    """Lightning's "Restoring states from ..." before a test pass after fit() is not a restart of the run."""
+    (tmp_path / "train.log").write_text("".join(RESTARTED_LOG.splitlines(keepends=True)[:4])
+                                        + "Restoring states from the checkpoint path at best.ckpt\n"
+                                        + "test_loss 0.21 test_acc 0.93\n")
+    assert [s.kind for s in analyze(tmp_path).segments] == ["start"]

@@ -248,6 +248,26 @@ def test_truncated_file_keeps_every_record_before_the_cut(torch_run, tmp_path):
             assert result.bytes_read == start
 
 
+def test_cut_at_every_byte_offset_of_the_last_two_records(torch_run, tmp_path):
+    """A writer killed anywhere in its last two records: everything before the cut, exactly one warning."""
+    source = [p for p in event_files(torch_run) if p.parent == torch_run][0]
+    data = source.read_bytes()
+    frames = frame_starts(source)
+    target = tmp_path / source.name
+    for index, (start, length) in enumerate(frames[-2:]):
+        expected = reference_scalars(cut_copy(source, tmp_path / "whole", start))
+        end = start + length + 16  # header 12 + payload + payload CRC 4
+        for cut in range(start + 1, end):
+            target.write_bytes(data[:cut])
+            result = read_event_file(target, "cut")
+            assert [p.code for p in result.problems] == ["event_file_truncated"], (index, cut)
+            assert result.problems[0].locator == f"byte {start}" and "cut" in result.problems[0].message
+            assert result.bytes_read == start and result.records == len(frames) - 2 + index
+            assert_matches_reference(result, expected)
+        target.write_bytes(data[:end])  # a cut exactly at a record boundary is a complete file
+        assert read_event_file(target, "cut").problems == []
+
+
 # ---------------------------------------------------------------- 3. bad CRC
 
 

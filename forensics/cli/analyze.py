@@ -52,11 +52,13 @@ def analyze(
                                         help="Optimizer steps per epoch, to place an epoch-interval schedule."),
     interval: Interval = typer.Option(None, "--interval",
                                       help="What one scheduler step is meant to be: an optimizer step or an epoch."),
+    follow_links: bool = typer.Option(False, "--follow-links",
+                                      help="Also read files behind symbolic links that lead outside RUN_DIR."),
 ) -> None:
     """Analyse RUN_DIR and write a post-mortem report. Exit 0 when analysis ran, whatever it found."""
     command = "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     options = schedule_options(schedule, base_lr, steps_per_epoch, interval.value if interval else None)
-    report = analyze_run(run_dir, command=command, schedule=options)
+    report = analyze_run(run_dir, command=command, schedule=options, follow_links=follow_links)
     text = RENDERERS[output_format.value](report)
     destination = output or default_output_path(report.run_name, EXTENSIONS[output_format.value])
     where = write_report(text, destination, run_dir)

@@ -21,8 +21,9 @@ import numpy as np
 from forensics.ingest.configs import read_config
 from forensics.ingest.discovery import FoundFile
 from forensics.ingest.logs.formats.json_lines import parse_record
+from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.logs.lines import LineStream, max_line_bytes
-from forensics.ingest.logs.formats.base import to_float
+from forensics.ingest.logs.formats.base import to_float, to_step
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import SourceRead, TaggedSeries
 
@@ -38,9 +39,17 @@ class _Columns:
 
     def __init__(self) -> None:
         self.data: dict[str, tuple[array, array, array, array]] = {}
+        self.count = 0
+        self.cap = MAX_VALUES_PER_FILE.value()
+
+    @property
+    def full(self) -> bool:
+        """The per-file values cap is reached."""
+        return self.count >= self.cap
 
     def add(self, column: str, step: int, value: float, line: int, basis: int) -> None:
         steps, values, lines, bases = self.data.setdefault(column, (array("q"), array("d"), array("q"), array("b")))
+        self.count += 1
         steps.append(step)
         values.append(value)
         lines.append(line)
@@ -59,6 +68,10 @@ class _Columns:
 
 def read_metric_table(found: FoundFile) -> SourceRead:
     """A CSV/TSV or JSON-lines metric file."""
+    binary = LineStream(found.path, found.display_path).sniff_binary("binary_table", "a metrics table")
+    if binary is not None:
+        return SourceRead(found.display_path, found.kind, found.size_bytes, readable=False, records=0,
+                          detail=binary.message.split(": ", 1)[-1], problems=[binary])
     if found.path.suffix.lower() == ".jsonl":
         return _read_jsonl(found)
     return _read_csv(found)
@@ -83,6 +96,9 @@ def _read_csv(found: FoundFile) -> SourceRead:
             for row in reader:
                 rows += 1
                 _add_row(columns, header, row, reader.line_num, rows - 1, step_index, epoch_index)
+                if columns.full:
+                    problems.append(_capped(found, f"line {reader.line_num}", columns.cap))
+                    break
     except csv.Error as error:
         problems.append(InputProblem("table_unreadable_row", found.display_path,
                                      f"{found.display_path}: row {rows + 2} cannot be read ({error}); the rows "
@@ -126,7 +142,7 @@ def _read_jsonl(found: FoundFile) -> SourceRead:
         records += 1
         try:
             parsed = parse_record(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested brackets
             parsed = None
         if parsed is None:
             unparsed += 1
@@ -139,6 +155,9 @@ def _read_jsonl(found: FoundFile) -> SourceRead:
             step, basis = records - 1, 2
         for tag, value in parsed.values.items():
             columns.add(tag, step, value, number, basis)
+        if columns.full:
+            stream.problems.append(_capped(found, f"line {number}", columns.cap))
+            break
     problems = list(stream.problems)
     if unparsed:
         problems.append(InputProblem("jsonl_lines_unparsed", found.display_path,
@@ -161,6 +180,11 @@ def _result(found: FoundFile, series: list[TaggedSeries], problems: list[InputPr
                       detail=detail, problems=problems, series=series, coverage=coverage)
 
 
+def _capped(found: FoundFile, where: str, cap: int) -> InputProblem:
+    return InputProblem("values_cap_reached", found.display_path, values_cap_message(found.display_path, where, cap),
+                        locator=where)
+
+
 def _first_index(header: list[str], names: tuple[str, ...]) -> int | None:
     lowered = [name.lower() for name in header]
     return next((lowered.index(name) for name in names if name in lowered), None)
@@ -168,7 +192,6 @@ def _first_index(header: list[str], names: tuple[str, ...]) -> int | None:
 
 def _int(text: str) -> int | None:
     try:
-        value = float(text)
+        return to_step(float(text))
     except ValueError:
         return None
-    return int(value) if value == value and abs(value) != float("inf") else None

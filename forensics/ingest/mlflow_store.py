@@ -14,7 +14,8 @@ import numpy as np
 
 from forensics.ingest.configs import config_from_values
 from forensics.ingest.discovery import FoundFile
-from forensics.ingest.logs.formats.base import to_float
+from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
+from forensics.ingest.logs.formats.base import to_float, to_step
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import SourceRead, TaggedSeries
@@ -26,6 +27,11 @@ def read_mlflow_metric(found: FoundFile) -> SourceRead:
     """One metric's history as a series (wall times from the millisecond timestamps)."""
     key = _metric_key(found.display_path)
     stream = LineStream(found.path, found.display_path)
+    binary = stream.sniff_binary("binary_metric_file", "an MLflow metric file")
+    if binary is not None:
+        return SourceRead(found.display_path, found.kind, found.size_bytes, readable=False, records=0,
+                          detail=binary.message.split(": ", 1)[-1], problems=[binary])
+    cap = MAX_VALUES_PER_FILE.value()
     steps, values, times, lines = array("q"), array("d"), array("d"), array("q")
     bad = 0
     position_used = False
@@ -39,12 +45,19 @@ def read_mlflow_metric(found: FoundFile) -> SourceRead:
         except (ValueError, IndexError):
             bad += 1
             continue
+        if step is not None and to_step(step) is None:  # no int64 holds it
+            bad += 1
+            continue
         if step is None:
             step, position_used = len(steps), True
         steps.append(step)
         values.append(value)
         times.append(timestamp / 1000.0)
         lines.append(number)
+        if len(steps) >= cap:
+            stream.problems.append(InputProblem("values_cap_reached", found.display_path, values_cap_message(
+                found.display_path, f"line {number}", cap), locator=f"line {number}"))
+            break
     problems = list(stream.problems)
     if bad:
         problems.append(InputProblem("mlflow_metric_bad_lines", found.display_path,

@@ -14,6 +14,7 @@ results; tests check it by turning the fast path off (`_USE_FAST_PATH`).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tensorboard.compat.proto import event_pb2, types_pb2
 
+from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.tfrecord import (
     FRAME_OVERHEAD, HEADER_BYTES, FrameChunk, iter_verified_frames, unaligned_view)
@@ -85,11 +87,21 @@ def read_event_file(path: pathlib.Path, display_path: str) -> EventFile:
     host, pid = parse_event_file_name(pathlib.Path(path).name)
     result = EventFile(path=display_path, host=host, pid=pid)
     collector = _ScalarCollector()
+    cap = MAX_VALUES_PER_FILE.value()
     for chunk in iter_verified_frames(pathlib.Path(path), display_path, result.problems):
-        collector.add_chunk(chunk)
-        result.records += len(chunk.starts)
-        frame_end = int(chunk.starts[-1] + chunk.lengths[-1]) + FRAME_OVERHEAD
-        result.bytes_read = chunk.file_offset + frame_end
+        if result.records + len(chunk.starts) > cap:  # keep whole records up to the cap, then stop
+            keep = cap - result.records
+            chunk = dataclasses.replace(chunk, starts=chunk.starts[:keep], lengths=chunk.lengths[:keep])
+        if len(chunk.starts):
+            collector.add_chunk(chunk)
+            result.records += len(chunk.starts)
+            frame_end = int(chunk.starts[-1] + chunk.lengths[-1]) + FRAME_OVERHEAD
+            result.bytes_read = chunk.file_offset + frame_end
+        if result.records >= cap:
+            result.problems.append(InputProblem("values_cap_reached", display_path, values_cap_message(
+                display_path, f"record {result.records:,}, byte {result.bytes_read:,}", cap),
+                locator=f"byte {result.bytes_read}"))
+            break
     result.scalars = collector.series()
     result.first_wall_time = collector.first_wall_time
     result.last_wall_time = collector.last_wall_time

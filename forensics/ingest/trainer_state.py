@@ -10,17 +10,17 @@ the entry's index as the record (`log_history[i]` in evidence). The end-of-train
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from forensics.ingest.config_intent import bounded
 from forensics.ingest.discovery import FoundFile
+from forensics.ingest.limits import MAX_TRAINER_STATE_BYTES, MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.logs.formats.base import to_number
 from forensics.ingest.problems import InputProblem
+from forensics.ingest.safe_parse import ParseLimit, load_json
 from forensics.ingest.source import SourceRead, TaggedSeries
 
-MAX_TRAINER_STATE_BYTES = 256 * 1024 * 1024
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SUMMARY_KEYS = ("train_runtime", "total_flos")
 _NOT_SERIES = ("step", "epoch")
 _COUNTERS = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "eval_steps", "save_steps",
@@ -29,12 +29,16 @@ _COUNTERS = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "e
 
 def read_trainer_state(found: FoundFile) -> SourceRead:
     """The log history as series, the run's counters as config."""
-    if found.size_bytes > MAX_TRAINER_STATE_BYTES:
-        message = (f"{found.display_path}: {found.size_bytes:,} bytes, over the {MAX_TRAINER_STATE_BYTES:,}-byte limit "
-                   "(forensics.ingest.trainer_state.MAX_TRAINER_STATE_BYTES); not parsed")
+    limit = MAX_TRAINER_STATE_BYTES.value()
+    if found.size_bytes > limit:
+        message = (f"{found.display_path}: {found.size_bytes:,} bytes, over the {limit:,}-byte limit; not parsed "
+                   f"({MAX_TRAINER_STATE_BYTES.hint()})")
         return _failed(found, "trainer_state_too_large", message)
     try:
-        state = json.loads(found.path.read_text(encoding="utf-8", errors="backslashreplace"))
+        # log_history entries are flat; only the nesting guard of the parser itself is needed here.
+        state = load_json(found.path.read_text(encoding="utf-8", errors="backslashreplace"), check_depth=False)
+    except ParseLimit as error:
+        return _failed(found, "trainer_state_nesting_too_deep", f"{found.display_path}: {error}; not parsed")
     except (OSError, ValueError) as error:
         return _failed(found, "trainer_state_unparsable", f"{found.display_path}: not readable JSON ({error})")
     if not isinstance(state, dict):
@@ -42,9 +46,10 @@ def read_trainer_state(found: FoundFile) -> SourceRead:
     history = state.get("log_history") if isinstance(state.get("log_history"), list) else []
     columns: dict[str, tuple[list, list, list]] = {}
     problems = []
+    cap, taken, capped = MAX_VALUES_PER_FILE.value(), 0, None
     for index, entry in enumerate(history):
         step = to_number(entry.get("step")) if isinstance(entry, dict) else None
-        if step is None or step != step:
+        if step is None or not _INT64_MIN <= step <= _INT64_MAX:  # NaN, inf and absurd steps fail both
             problems.append(InputProblem("trainer_state_entry_without_step", found.display_path,
                                          f"{found.display_path}: log_history[{index}] has no step; skipped",
                                          locator=f"log_history[{index}]", severity="info"))
@@ -59,6 +64,12 @@ def read_trainer_state(found: FoundFile) -> SourceRead:
             steps.append(int(step))
             values.append(value)
             records.append(index)
+            taken += 1
+        if taken >= cap:
+            capped = InputProblem("values_cap_reached", found.display_path,
+                                  values_cap_message(found.display_path, f"log_history[{index}]", cap),
+                                  locator=f"log_history[{index}]")
+            break
     series = [TaggedSeries(key, np.array(steps, dtype="int64"), np.array(values, dtype="float64"),
                            np.full(len(steps), np.nan), np.array(records, dtype="int64"), step_basis="logged")
               for key, (steps, values, records) in columns.items()]
@@ -70,7 +81,7 @@ def read_trainer_state(found: FoundFile) -> SourceRead:
     detail = (f"log_history: {len(history)} entries, {values_read} values in {len(series)} series; "
               f"global_step {state.get('global_step')}, max_steps {state.get('max_steps')}")
     return SourceRead(found.display_path, found.kind, found.size_bytes, readable=True, records=values_read,
-                      detail=detail, problems=problems[:20], series=series, config=config,
+                      detail=detail, problems=problems[:20] + ([capped] if capped else []), series=series, config=config,
                       coverage={"entries": len(history), "entries_without_step": len(problems),
                                 "step_basis": {item.tag: "logged" for item in series}})
 

@@ -50,7 +50,7 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
     run.metrics = {metric: _concat(parts) for metric, parts in series_parts.items()}
     run.checkpoints.sort(key=lambda c: (c.global_step if c.global_step is not None else -1,
                                         c.epoch if c.epoch is not None else -1, c.path))
-    run.segments = assign_segments(run.metrics, run.sources)
+    run.segments = assign_segments(run.metrics, run.sources, run.events)
     return run
 
 

@@ -6,17 +6,21 @@ Every resume diagnosis rests on this. Three kinds of evidence start a new segmen
   wall-time spans do not overlap belong to different lifetimes (files that overlap are several
   writers of one process, e.g. Keras' train/ and validation/);
 - a rewind: the step of a tag goes backwards inside one file (a loop that reset its counter);
-- a wall-time gap far longer than the usual logging interval (a job suspended and continued).
+- a wall-time gap far longer than the usual logging interval (a job suspended and continued);
+- without any wall time, a log line showing a restart (a banner printed again, "Resuming from ...").
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from forensics.ingest.source import RunEvent
+from forensics.model.log_restarts import log_restarts, place_by_line
 from forensics.model.run import Segment, Source
 
 # A gap starts a segment only when it is both long in absolute terms and huge relative to the
@@ -36,16 +40,25 @@ class _Boundary:
     rewound_from_step: int | None = None
 
 
-def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source]) -> list[Segment]:
-    """Detect segments, write each row's segment index into `metrics` in place, return them."""
+def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
+                    events: Sequence[RunEvent] = ()) -> list[Segment]:
+    """Detect segments, write each row's segment index into `metrics` in place, return them.
+
+    `events` are the run's log events: in a run without wall times, a log's restart banner or
+    resume line is the only evidence of a restart (`log_restarts`).
+    """
     boundaries = _lifetime_boundaries(sources) + _rewind_boundaries(metrics) + _gap_boundaries(metrics)
     boundaries = _merge_close(sorted(boundaries, key=lambda boundary: boundary.wall_time))
     starts = np.array([boundary.wall_time for boundary in boundaries[1:]], dtype="float64")
     for frame in metrics.values():
         frame["segment"] = _segment_of(frame, starts)
     folders = _version_folders(metrics)
+    untimed = len(boundaries) == 1 and not any(frame["wall_time"].notna().any() for frame in metrics.values())
     if len(boundaries) == 1 and len(folders) > 1:
         boundaries = _split_by_folder(metrics, folders)
+    elif untimed and (restarts := log_restarts(metrics, list(events))):
+        place_by_line(metrics, restarts)
+        boundaries += [_Boundary(np.nan, "restart", restart.reason, (restart.source,)) for restart in restarts]
     else:
         _place_untimed_rows(metrics, len(boundaries))
     segments = [_describe(index, boundary, metrics) for index, boundary in enumerate(boundaries)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forensics.checks.base import Check, Finding, NotApplicable
-from forensics.checks.evidence import row_evidence
-from forensics.checks.numerics.spikes import first_spike
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.evidence import row_evidence, row_locator
+from forensics.checks.numerics.spikes import LEVEL_WINDOW, Climb, first_climb, first_spike, trailing_level
 from forensics.formatting import fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -15,6 +15,8 @@ from forensics.model.run import Run
 SPIKE = 10.0         # a value this many times the running median is a spike
 EXPLOSION = 100.0    # ... and this many times, an explosion
 SUSTAINED = 3        # or SPIKE for this many values in a row
+CLIMB_START = 5.0    # a steady climb starts with a value this many times the running median ...
+CLIMB_GROWTH = 100.0  # ... and is an explosion once the level is EXPLOSION-fold the median before it
 MIN_POINTS = 20
 
 
@@ -22,16 +24,21 @@ class GradExplosion(Check):
     """Gradient norm exploded far above its running level.
 
     **Symptom**: the logged gradient norm jumps to 100x its running median, or stays above 10x
-    for several logged steps in a row.
+    for several logged steps in a row, or climbs steadily until its level (the median of 10
+    values) is 100x what it was before the climb (clipping hides the jump: every update is capped,
+    but the measured norm keeps growing).
 
     **Bad run**: grad norm around 0.5 for 3,000 steps, then 40, 900, 2e+04 as the LR ramps up:
-    the weights are being thrown around and a NaN usually follows.
+    the weights are being thrown around and a NaN usually follows. Or, with
+    `clip_grad_norm_(max_norm=1.0)` and an LR that keeps growing, a norm of 2 that climbs to 700
+    over 100 steps while the loss stays finite.
 
     **Healthy run**: the grad norm moves within an order of magnitude of its recent level; single
     short spikes that settle at once are not flagged.
 
     **Fix**: clip gradients (`torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`), lower the
-    peak LR or lengthen warmup, and check the loss scale and input data at the onset step.
+    peak LR or lengthen warmup, and check the loss scale and input data at the onset step; a norm
+    that climbs under clipping means the LR (or its schedule) is too high, clipping only hides it.
     """
 
     code = "grad_explosion"
@@ -45,15 +52,16 @@ class GradExplosion(Check):
                                 + ("none found" if grad.empty else f"found {len(grad)}"))
         busiest = grad["source"].value_counts().idxmax()
         grad = grad[grad["source"] == busiest].sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
-        spike = first_spike(grad["value"].to_numpy(), SPIKE, once_factor=EXPLOSION, sustained=SUSTAINED)
+        values = grad["value"].to_numpy()
+        spike = first_spike(values, SPIKE, once_factor=EXPLOSION, sustained=SUSTAINED)
+        climb = first_climb(values, CLIMB_START, CLIMB_GROWTH)
+        if climb is not None and (spike is None or climb.start < spike.index):
+            return [self._climb_finding(run, grad, climb)]
         if spike is None:
             return []
         index, ratio, baseline = spike.index, spike.ratio, spike.baseline
         row = grad.iloc[index]
-        values = grad["value"].to_numpy()
-        later = values[index:]
-        peak_index = index + int(np.nanargmax(np.where(np.isfinite(later), later, -np.inf))) if np.isfinite(later).any() else index
-        peak = grad.iloc[peak_index]
+        peak = _peak_row(grad, index)
         settled = _settled_step(grad, index, baseline)
         message = (f"{row['tag']} rose to {fmt_value(float(row['value']))} at step {fmt_step(int(row['step']))}, "
                    f"{ratio:,.0f}x its running median of {fmt_value(baseline)}; it peaked at "
@@ -66,6 +74,41 @@ class GradExplosion(Check):
             evidence.insert(0, row_evidence(run, grad.iloc[index - 1], note="last value at the usual level"))
         return [self.finding(step=int(row["step"]), end_step=settled or int(grad["step"].iloc[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.8)]
+
+    def _climb_finding(self, run: Run, grad: pd.DataFrame, climb: Climb) -> Finding:
+        """A steady climb: where it left its band, where its level passed 100x, and the peak."""
+        row, confirmed = grad.iloc[climb.start], grad.iloc[climb.confirmed]
+        peak = _peak_row(grad, climb.start)
+        level_after = trailing_level(grad["value"].to_numpy())[climb.confirmed:]
+        calm = np.flatnonzero(np.isfinite(level_after) & (level_after < 3 * climb.baseline))
+        settled = int(grad["step"].iloc[climb.confirmed + calm[0]]) if len(calm) else None
+        growth = climb.level / climb.baseline
+        message = (f"{row['tag']} climbed steadily rather than spiking: it left its usual level at step "
+                   f"{fmt_step(int(row['step']))} ({fmt_value(float(row['value']))}, {climb.ratio:,.1f}x its running "
+                   f"median of {fmt_value(climb.baseline)}), and by step {fmt_step(int(confirmed['step']))} the "
+                   f"median of its last {LEVEL_WINDOW} values was {fmt_value(climb.level)}, {growth:,.0f}x that "
+                   f"median; it peaked at {fmt_value(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
+                   + (f"; its level was back near the median by step {fmt_step(settled)}." if settled is not None
+                      else " and its level never came back."))
+        window = grad.iloc[max(0, climb.confirmed - LEVEL_WINDOW + 1):climb.confirmed + 1]
+        level = Evidence(str(confirmed["source"]), f"median of {len(window)} values: "
+                         f"{row_locator(run, window.iloc[0])} .. {row_locator(run, window.iloc[-1])}", climb.level,
+                         expected=f"about {fmt_value(climb.baseline)}",
+                         note=f"level {growth:,.0f}x the running median before the climb")
+        evidence = [row_evidence(run, row, expected=f"about {fmt_value(climb.baseline)}",
+                                 note="first value out of the usual band"), level, row_evidence(run, peak, note="peak")]
+        if climb.start > 0:
+            evidence.insert(0, row_evidence(run, grad.iloc[climb.start - 1], note="last value at the usual level"))
+        return self.finding(step=int(row["step"]), end_step=settled or int(grad["step"].iloc[-1]), message=message,
+                            fix=self.documentation()["Fix"], evidence=evidence, confidence=0.75)
+
+
+def _peak_row(grad: pd.DataFrame, index: int) -> pd.Series:
+    """The row of the largest finite value from `index` on (the row at `index` if none is finite)."""
+    later = grad["value"].to_numpy()[index:]
+    if not np.isfinite(later).any():
+        return grad.iloc[index]
+    return grad.iloc[index + int(np.nanargmax(np.where(np.isfinite(later), later, -np.inf)))]
 
 
 def _settled_step(grad: pd.DataFrame, index: int, baseline: float) -> int | None:

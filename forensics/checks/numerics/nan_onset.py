@@ -89,7 +89,7 @@ class NanOnset(Check):
         restart = _last_healthy_checkpoint(run, onset_step)
         fix = self.documentation()["Fix"]
         if restart is not None:
-            fix = fix.replace("restart from the last checkpoint saved before the onset",
+            fix = fix.replace("Restart from the last checkpoint saved before the onset",
                               f"Restart from {restart.path} (step {fmt_step(restart.global_step)}, the last checkpoint "
                               "before the onset with finite weights)")
         severity = "warning" if recovered else "error"

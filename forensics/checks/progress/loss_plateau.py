@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from forensics.checks.base import Check, Finding, NotApplicable
-from forensics.checks.evidence import row_evidence
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
+from forensics.checks.evidence import row_evidence, row_locator
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
 
 MIN_POINTS = 50
 MIN_SHARE = 0.5          # flat for at least this share of the run's steps
-BAND_OF_LEVEL = 0.01     # "flat" = within 1% of the final level ...
-BAND_OF_DROP = 0.05      # ... or 5% of the total improvement, whichever is wider
+WINDOW_SHARE = 1 / 12    # the loss is judged by its trailing mean over this share of the logged values
+BAND_OF_LEVEL = 0.01     # "at its final level" = within 1% of it ...
+BAND_OF_DROP = 0.05      # ... or 5% of the early improvement ...
+NOISE_Z = 3.0            # ... or 3 standard errors of a window mean, whichever is widest
 LR_FLAT = 0.05
 SMALL_DROP = 0.2         # without an LR series, only a run that barely improved counts as stuck
 
@@ -22,9 +26,10 @@ SMALL_DROP = 0.2         # without an LR series, only a run that barely improved
 class LossPlateau(Check):
     """Training loss plateaued for most of the run while the LR stayed constant.
 
-    **Symptom**: after an early drop the (smoothed) training loss stays within a narrow band for
-    at least half of the run, and the LR never changes during that stretch, so nothing could
-    have moved it out of the plateau.
+    **Symptom**: after an early drop the training loss, averaged over a window of 1/12 of the
+    logged values, reaches its final level and makes no further net progress for at least half of
+    the run, and the LR never changes during that stretch, so nothing could have moved it out of
+    the plateau.
 
     **Bad run**: loss 5.83 -> 5.71 in the first 100 epochs, then 5.71 for 1,400 epochs at a constant
     LR of 0.02.
@@ -48,14 +53,10 @@ class LossPlateau(Check):
             raise NotApplicable(f"needs a finite training loss series with at least {MIN_POINTS} points")
         busiest = loss["source"].value_counts().idxmax()
         loss = loss[loss["source"] == busiest].sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
-        smooth = loss["value"].rolling(max(5, len(loss) // 20), min_periods=1, center=True).median().to_numpy()
-        level = float(np.median(smooth[-max(1, len(smooth) // 10):]))
-        drop = float(smooth[0] - smooth.min())
-        band = max(BAND_OF_LEVEL * abs(level), BAND_OF_DROP * max(drop, 0.0))
-        outside = np.flatnonzero(np.abs(smooth - level) > band)
-        start = int(outside[-1]) + 1 if len(outside) else 0
-        if start >= len(loss):
+        plateau = find_plateau(loss["value"].to_numpy())
+        if plateau is None:
             return []
+        start, window = plateau.start, plateau.window
         steps = loss["step"].to_numpy()
         share = (steps[-1] - steps[start]) / max(steps[-1] - steps[0], 1)
         if share < MIN_SHARE:
@@ -63,17 +64,76 @@ class LossPlateau(Check):
         lr_note = _lr_during(run, int(steps[start]), int(steps[-1]))
         if lr_note is None:
             return []
-        if lr_note == "unknown" and drop > SMALL_DROP * abs(smooth[0]):
+        if lr_note == "unknown" and plateau.drop > SMALL_DROP * abs(float(loss["value"].iloc[:window].mean())):
             return []
         start_row, end_row = loss.iloc[start], loss.iloc[-1]
-        message = (f"{start_row['tag']} has stayed at {fmt_value(level)} (within {fmt_value(band)}) from step "
-                   f"{fmt_step(int(steps[start]))} to {fmt_step(int(steps[-1]))}, {fmt_percent(share)} of the run"
+        middle = start + (len(loss) - start) // 2
+        message = (f"The mean of {start_row['tag']} over {window} logged values fell to {fmt_value(plateau.reached)} "
+                   f"by step {fmt_step(int(steps[start]))}, within {fmt_value(plateau.band)} of its final level "
+                   f"{fmt_value(plateau.level)} (the mean of the last {window}), and made no net progress after: "
+                   f"it averaged {fmt_value(plateau.first_half)} over steps {fmt_step(int(steps[start]))}-"
+                   f"{fmt_step(int(steps[middle - 1]))} and {fmt_value(plateau.second_half)} over steps "
+                   f"{fmt_step(int(steps[middle]))}-{fmt_step(int(steps[-1]))} ({fmt_percent(share)} of the run)"
                    + (f", at a constant LR of {lr_note}." if lr_note != "unknown" else ", with no LR logged."))
         evidence = [row_evidence(run, loss.iloc[0], note="first training loss"),
-                    row_evidence(run, start_row, note="start of the plateau"),
-                    row_evidence(run, end_row, expected=f"below {fmt_value(level - band)}", note="end of the run")]
+                    _mean_evidence(run, loss, start - window + 1, start + 1, f"at most {fmt_value(plateau.level + plateau.band)}",
+                                   "mean over the window ending where the plateau starts"),
+                    _mean_evidence(run, loss, len(loss) - window, len(loss), None, "final level: mean of the last window"),
+                    _mean_evidence(run, loss, start, middle, f"{fmt_value(plateau.second_half)} ±{fmt_value(plateau.band)}",
+                                   "first half of the plateau"),
+                    _mean_evidence(run, loss, middle, len(loss), None, "second half of the plateau"),
+                    row_evidence(run, end_row, note="last training loss")]
         return [self.finding(step=int(steps[start]), end_step=int(steps[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.6)]
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Where the windowed loss mean reached its final level, and the numbers that show it stayed."""
+
+    start: int          # index of the first window mean within `band` above `level`
+    window: int         # values per window mean
+    reached: float      # that window mean
+    level: float        # mean of the last window
+    band: float
+    drop: float         # first window mean minus `level`
+    first_half: float   # means of the plateau's two halves
+    second_half: float
+
+
+def find_plateau(values: np.ndarray) -> Plateau | None:
+    """The final plateau of a loss series, or None.
+
+    It starts at the first index whose trailing window mean is within the band above the final
+    level, and must then show no net progress (its halves' means differ by at most the band). The
+    band widens with the noise of a window mean, so a noisy loss is judged by its average, not by
+    single batches.
+    """
+    window = max(5, int(len(values) * WINDOW_SHARE))
+    trailing = pd.Series(values).rolling(window, min_periods=window).mean().to_numpy()
+    level = float(np.mean(values[-window:]))
+    steps_apart = np.diff(values)
+    noise = 1.4826 * float(np.median(np.abs(steps_apart - np.median(steps_apart)))) / np.sqrt(2)
+    drop = max(float(trailing[window - 1]) - level, 0.0)
+    band = max(BAND_OF_LEVEL * abs(level), BAND_OF_DROP * drop, NOISE_Z * noise / np.sqrt(window))
+    arrived = np.flatnonzero(trailing <= level + band)
+    if not len(arrived):
+        return None
+    start = int(arrived[0])
+    middle = start + (len(values) - start) // 2
+    if middle - start < window:
+        return None
+    first_half, second_half = float(np.mean(values[start:middle])), float(np.mean(values[middle:]))
+    if abs(first_half - second_half) > band:
+        return None
+    return Plateau(start, window, float(trailing[start]), level, band, drop, first_half, second_half)
+
+
+def _mean_evidence(run: Run, loss: pd.DataFrame, first: int, stop: int, expected: str | None, note: str) -> Evidence:
+    """The mean of rows first..stop-1 as one evidence item, located by its first and last rows."""
+    rows = loss.iloc[first:stop]
+    locator = f"mean of {len(rows)} values: {row_locator(run, rows.iloc[0])} .. {row_locator(run, rows.iloc[-1])}"
+    return Evidence(str(rows["source"].iloc[0]), locator, float(rows["value"].mean()), expected=expected, note=note)
 
 
 def _lr_during(run: Run, first: int, last: int) -> str | None:

@@ -14,7 +14,8 @@ class MissingResumeState(Check):
 
     **Symptom**: the run restarted from a checkpoint that holds no scheduler state, no global step
     or epoch, no optimizer state, no RNG state, or (with mixed precision) no GradScaler state, so
-    the resumed process had to start those from scratch.
+    the resumed process had to start those from scratch (or, with only the epoch saved, recompute
+    the global step from it).
 
     **Bad run**: `torch.save({"model": model.state_dict(), "epoch": epoch}, path)` and a restart:
     the optimizer's moments, the LR schedule's position and the loss scale silently reset.
@@ -43,11 +44,13 @@ class MissingResumeState(Check):
         first = restarts[0]
         gaps = sorted({what for what, _, _ in missing})
         serious = {"scheduler state", "optimizer state", "global step and epoch"} & set(gaps)
-        evidence = [Evidence(path, "checkpoint keys", keys, expected=what, note=f"{what} missing")
-                    for what, path, keys in missing[:8]]
+        evidence = [_restart_evidence(run, first)]
+        evidence += [Evidence(path, "checkpoint keys", keys, expected=what, note=f"{what} missing")
+                     for what, path, keys in missing[:8]]
         message = (f"The run restarted at step {fmt_step(first.step)}, but {len({p for _, p, _ in missing})} of "
                    f"{len(run.checkpoints)} checkpoint(s) lack {', '.join(gaps)}; the resumed process could not "
-                   "have restored them.")
+                   "have restored them" + (" (with only the epoch saved, the global step had to be recomputed from "
+                                           "it)" if "global step" in gaps else "") + ".")
         return [self.finding(step=first.step, end_step=first.segment.end_step, message=message,
                              fix=self.documentation()["Fix"], evidence=evidence,
                              confidence=0.8, severity="warning" if serious else "info")]
@@ -66,11 +69,24 @@ def _missing_state(run: Run) -> list[tuple[str, str, str]]:
             ("optimizer state", not checkpoint.optimizers),
             ("scheduler state", uses_scheduler and not checkpoint.schedulers),
             ("global step and epoch", checkpoint.global_step is None and checkpoint.epoch is None),
+            # With the epoch alone the resumed step counter is recomputed (epoch * len(loader)): right
+            # only if the loader length and accumulation did not change and saves fell on epoch ends.
+            ("global step", checkpoint.global_step is None and checkpoint.epoch is not None),
             ("RNG state", not checkpoint.has_rng_state),
             ("GradScaler state", uses_scaler and not checkpoint.has_grad_scaler),
         ]
         gaps += [(what, checkpoint.path, keys) for what, lacking in checks if lacking]
     return gaps
+
+
+def _restart_evidence(run: Run, resume) -> Evidence:
+    """Where the restart shows: the log line that announced it, or the new process's first record."""
+    segment = resume.segment
+    source = segment.sources[0] if segment.sources else "."
+    line = next((event.line for event in run.events if event.source == source and event.line is not None
+                 and event.kind in ("restart", "resume") and f"line {event.line}," in segment.reason), None)
+    return Evidence(source, f"line {line}" if line is not None else "segment start", resume.step,
+                    note=f"restart: {segment.reason}")
 
 
 def _lr_moves(run: Run) -> bool:

@@ -63,8 +63,8 @@ def align(run: Run, declared_only: bool = True) -> Alignment:
 def intent_evidence(intended: IntendedSchedule, note: str = "the intended schedule") -> Evidence:
     """Where the intended schedule came from, as an evidence item."""
     source, _, key = intended.source_detail.partition(" key ")
-    if intended.source == "cli":
-        source, key = "(command line)", "--schedule"
     locator = f"ckpt key {key}" if key else intended.source
+    if intended.source == "cli":
+        source, locator = "(command line)", "--schedule"
     return Evidence(source, locator, intended.spec, note=f"{note} ({intended.source}, confidence "
                                                           f"{intended.confidence:.2f})")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
+from forensics.checks.schedule.alignment import MIN_CONFIDENCE, intent_evidence
 from forensics.checks.schedule.scheduler_facts import SavedScheduler, expects_lr_change, saved_schedulers
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step
 from forensics.model import aliases
@@ -23,7 +26,8 @@ class ConstantLr(Check):
     """Learning rate stays constant while a scheduler is configured to change it.
 
     **Symptom**: the logged LR is flat (within 5%) for at least half of the run's steps, yet the
-    checkpoints hold a scheduler whose schedule moves the LR (OneCycle, cosine, linear, ...).
+    checkpoints hold a scheduler whose schedule moves the LR (OneCycle, cosine, linear, ...), or,
+    when no checkpoint holds one, the schedule stated with `--schedule` or in a config moves it.
 
     **Bad run**: OneCycleLR(total_steps=58285) stepped once per epoch: the LR sits at 2.84e-03 from
     step 0 to 45,114 and never warms up or anneals.
@@ -47,42 +51,76 @@ class ConstantLr(Check):
         if len(lr) < MIN_POINTS:
             raise NotApplicable(f"needs an LR series with at least {MIN_POINTS} points; "
                                 + ("none found" if lr.empty else f"found {len(lr)}"))
-        schedulers = saved_schedulers(run)
-        if not schedulers:
-            raise NotApplicable("no scheduler state in any checkpoint, so a flat LR may be intended")
-        moving = [(saved, why) for saved in schedulers for expected, why in [expects_lr_change(saved.state)] if expected]
-        if not moving:
-            return []
         by_step = lr.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
-        first, last = _longest_flat_stretch(by_step["value"].to_numpy())
         steps = by_step["step"].to_numpy()
+        intent = _saved_intent(run) if saved_schedulers(run) else _stated_intent(run, steps)
+        if intent is None:
+            return []
+        first, last = _longest_flat_stretch(by_step["value"].to_numpy())
         span = max(int(steps[-1] - steps[0]), 1)
         share = (int(steps[last] - steps[first]) + 1) / (span + 1)
         if share < MIN_SHARE:
             return []
         start_row, end_row = by_step.iloc[first], by_step.iloc[last]
-        return [self._finding(run, start_row, end_row, share, moving[-1])]
+        return [self._finding(run, start_row, end_row, share, intent)]
 
-    def _finding(self, run: Run, start_row: pd.Series, end_row: pd.Series, share: float,
-                 moving: tuple[SavedScheduler, str]) -> Finding:
-        saved, why = moving
+    def _finding(self, run: Run, start_row: pd.Series, end_row: pd.Series, share: float, intent: Intent) -> Finding:
         level = float(start_row["value"])
         start_step, end_step = int(start_row["step"]), int(end_row["step"])
         message = (f"LR stuck at {fmt_lr(level)} from step {fmt_step(start_step)} to {fmt_step(end_step)} "
-                   f"({fmt_percent(share)} of training) although {saved.checkpoint.path} holds a "
-                   f"{saved.state.class_name or 'unidentified'} scheduler; {why}.")
-        stepping_hint = _stepping_hint(saved)
-        if stepping_hint:
-            message += " " + stepping_hint
+                   f"({fmt_percent(share)} of training) although {intent.holder}; {intent.why}.")
+        if intent.hint:
+            message += " " + intent.hint
         evidence = [
             row_evidence(run, start_row, note="start of the flat stretch"),
             row_evidence(run, end_row, expected=f"outside {fmt_lr(level)} ±{BAND:.0%}", note="end of the flat stretch"),
-            Evidence(saved.checkpoint.path, saved.locator, saved.state.class_name or "unidentified",
-                     note=f"identified by {saved.state.identified_by}; {why}"),
+            *intent.evidence,
         ]
-        evidence += _counter_evidence(saved)
         return self.finding(step=start_step, end_step=end_step, message=message, fix=self.documentation()["Fix"],
-                            evidence=evidence, confidence=0.9)
+                            evidence=evidence, confidence=intent.confidence)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What says the LR should have moved: a saved scheduler or a stated schedule."""
+
+    holder: str                    # "checkpoints/ckpt_epoch_5.pt holds a OneCycleLR scheduler"
+    why: str
+    hint: str
+    evidence: tuple[Evidence, ...]
+    confidence: float
+
+
+def _saved_intent(run: Run) -> Intent | None:
+    """The last saved scheduler that should have moved the LR, or None when none should have."""
+    moving = [(saved, why) for saved in saved_schedulers(run) for expected, why in [expects_lr_change(saved.state)]
+              if expected]
+    if not moving:
+        return None
+    saved, why = moving[-1]
+    evidence = (Evidence(saved.checkpoint.path, saved.locator, saved.state.class_name or "unidentified",
+                         note=f"identified by {saved.state.identified_by}; {why}"), *_counter_evidence(saved))
+    return Intent(f"{saved.checkpoint.path} holds a {saved.state.class_name or 'unidentified'} scheduler", why,
+                  _stepping_hint(saved), evidence, 0.9)
+
+
+def _stated_intent(run: Run, steps: np.ndarray) -> Intent:
+    """Without a saved scheduler: the schedule stated on the command line or in a config, if it moves the LR."""
+    intended = run.intended_schedule
+    if intended is None or intended.source == "inferred" or intended.confidence < MIN_CONFIDENCE:
+        raise NotApplicable("no scheduler state in any checkpoint and no schedule stated (--schedule or a config), "
+                            "so a flat LR may be intended")
+    expected = intended.expected_at(steps)
+    expected = expected[np.isfinite(expected)]
+    if not len(expected) or _end_of_band(expected, 0) == len(expected):
+        return None
+    low, high = float(expected.min()), float(expected.max())
+    why = f"over the logged steps it goes from {fmt_lr(float(expected[0]))} through {fmt_lr(high)} to {fmt_lr(float(expected[-1]))}"
+    if low > 0:
+        why += f" (a {high / low:,.1f}x range)"
+    holder = f"the stated schedule {intended.spec} ({intended.source}) moves it"
+    evidence = (intent_evidence(intended),)
+    return Intent(holder, why, "", evidence, 0.9 * intended.confidence)
 
 
 def _main_lr_series(run: Run) -> pd.DataFrame:

@@ -48,7 +48,9 @@ class ScheduleIncomplete(Check):
         lr = run.series(aliases.LR, group=0)
         lr = lr[np.isfinite(lr["value"].to_numpy())]
         last_steps = [int(lr["step"].max())] if len(lr) else []
-        last_steps += [c.global_step for c in run.checkpoints if c.global_step is not None]
+        # A checkpoint's global_step counts the steps done, so the last step it saw is global_step - 1
+        # (0-based, like a logged step).
+        last_steps += [c.global_step - 1 for c in run.checkpoints if c.global_step]
         if not last_steps:
             raise NotApplicable("needs an LR series or checkpoint step counters to know where the run ended")
         steps_taken = max(last_steps) + 1

@@ -12,6 +12,7 @@ from forensics.model import aliases
 from forensics.model.run import Run
 
 SLACK = 0.02  # steps past the horizon that do not count (off-by-one logging, a final eval step)
+INFERRED_CONFIDENCE = 0.8
 
 
 class ScheduleOverrun(Check):
@@ -40,9 +41,14 @@ class ScheduleOverrun(Check):
         torch_errors = [event for event in run.events if event.kind == "onecycle_overrun"]
         if torch_errors:
             return [self._from_error(run, torch_errors[0])]
-        intended = intended_or_skip(run, declared_only=True)
+        # An inferred schedule may serve here: a fitted horizon inside the run is not the LR
+        # contradicting itself; it is only believed when the LR visibly climbs again after it.
+        intended = intended_or_skip(run, declared_only=False)
         if not intended.horizon:
             raise NotApplicable(f"{intended.class_name} has no horizon to run past")
+        inferred = intended.source == "inferred"
+        if inferred and intended.confidence < INFERRED_CONFIDENCE:
+            raise NotApplicable(f"the inferred schedule's confidence {intended.confidence:.2f} is too low to place a horizon")
         horizon = intended.horizon
         evidence, end = [], None
         lr = run.series(aliases.LR, group=0)
@@ -59,18 +65,18 @@ class ScheduleOverrun(Check):
                                      expected=f"at most {self._horizon_units(intended)}",
                                      note="the scheduler had been stepped past its horizon"))
             end = end or checkpoint.global_step
-        if not evidence:
+        rising = self._rising(past)
+        if not evidence or (inferred and not rising):
             return []
         message = (f"Training went past the end of {intended.spec} (horizon {fmt_step(horizon)} optimizer steps)"
                    + (f": the LR was logged until step {fmt_step(end)}" if len(past) else "")
                    + (f", and {scheduler_steps[0].path} shows the scheduler stepped {scheduler_steps[1].last_epoch:,} "
                       f"times" if scheduler_steps else "") + ".")
-        rising = self._rising(past)
         if rising:
             message += f" After the horizon the LR climbs again, to {fmt_lr(rising)}."
         evidence.append(intent_evidence(intended))
         return [self.finding(step=horizon, end_step=end, message=message, fix=self.documentation()["Fix"],
-                             evidence=evidence, confidence=0.85)]
+                             evidence=evidence, confidence=0.7 if inferred else 0.85)]
 
     def _from_error(self, run: Run, event) -> Finding:
         total = event.data.get("total")

@@ -7,8 +7,10 @@ import numpy as np
 from forensics.checks.base import Check, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.schedule.alignment import align, intent_evidence
+from forensics.errors import ForensicsError
 from forensics.formatting import fmt_lr, fmt_step
 from forensics.model.run import Run
+from forensics.schedule import IntendedSchedule, ScheduleComparison, parse_spec, replay
 
 DEPARTED = 2.0     # actual and expected differ by this factor
 EXPLAINED = 0.25
@@ -41,8 +43,17 @@ class ScheduleTooFast(Check):
         intended, lr, comparison = alignment.intended, alignment.lr, alignment.comparison
         if intended.interval != "epoch":
             raise NotApplicable(f"the intended schedule steps per {intended.interval} ({intended.interval_basis})")
-        if not (comparison.time_scale > 1 and comparison.time_scale_residual < EXPLAINED * comparison.residual):
+        scaled = comparison.time_scale > 1 and comparison.time_scale_residual < EXPLAINED * comparison.residual
+        per_step = _per_step_residual(intended, comparison)
+        stepped_per_step = per_step is not None and per_step < EXPLAINED * comparison.residual
+        if not (scaled or stepped_per_step):
             return []
+        if scaled:
+            how = f"about {comparison.time_scale:,.0f}x faster than intended ({', '.join(comparison.time_scale_names)})"
+        else:
+            how = (f"stepped once per optimizer step instead of once per epoch ({intended.steps_per_epoch or '?'} "
+                   f"steps): replayed that way it matches the logged LR to {per_step:.2g} of its peak, against "
+                   f"{comparison.residual:.2g} for the per-epoch schedule")
         actual, expected = comparison.actual, comparison.expected
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.maximum(actual / expected, expected / actual)
@@ -51,8 +62,7 @@ class ScheduleTooFast(Check):
             return []
         onset = int(departed[0])
         row = lr[lr["step"] == comparison.steps[onset]].iloc[0]
-        message = (f"The LR follows {intended.class_name} about {comparison.time_scale:,.0f}x faster than intended "
-                   f"({', '.join(comparison.time_scale_names)}): at step {fmt_step(int(row['step']))} it is "
+        message = (f"The LR follows {intended.class_name} {how}: at step {fmt_step(int(row['step']))} it is "
                    f"{fmt_lr(float(actual[onset]))} where the per-epoch schedule {intended.spec} expects "
                    f"{fmt_lr(float(expected[onset]))}. The scheduler is stepped every batch.")
         evidence = [row_evidence(run, lr.iloc[0], expected=float(expected[0]), note="first LR"),
@@ -61,3 +71,25 @@ class ScheduleTooFast(Check):
                     intent_evidence(intended)]
         return [self.finding(step=int(row["step"]), end_step=int(lr["step"].iloc[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.85)]
+
+
+def _per_step_residual(intended: IntendedSchedule, comparison: ScheduleComparison) -> float | None:
+    """RMS misfit (relative to the peak LR) of the logged LR against the intended schedule replayed with
+    one scheduler step per optimizer step: small when an epoch schedule was stepped every batch.
+
+    The time-scale fit cannot show this when the batch-stepped schedule runs far past the end of
+    the replayed per-epoch one (k = steps per epoch leaves most steps outside it).
+    """
+    steps, actual = comparison.steps, comparison.actual
+    if not len(steps) or steps.min() < 0:
+        return None
+    try:
+        replayed = replay(parse_spec(intended.spec), list(intended.base_lrs), int(steps.max()) + 1, "step")
+    except ForensicsError:
+        return None
+    expected = replayed.lrs[0][steps.astype(np.int64)]
+    valid = np.isfinite(expected) & np.isfinite(actual)
+    if valid.sum() < max(2, len(actual) // 2):
+        return None
+    peak = float(np.max(np.abs(expected[valid]))) or 1.0
+    return float(np.sqrt(np.mean(((actual[valid] - expected[valid]) / peak) ** 2)))

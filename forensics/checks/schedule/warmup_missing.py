@@ -15,6 +15,7 @@ FULL_LR = 0.5          # the first LR is at least half the peak
 EARLY_SHARE = 0.05     # instability within the first 5% of steps ...
 EARLY_MIN_STEPS = 50   # ... but never a window shorter than this
 LOSS_SPIKE = 3.0
+JUMP_WINDOW = 10       # a jump against everything before it, in the values the running median cannot judge yet
 
 
 class WarmupMissing(Check):
@@ -59,11 +60,15 @@ class WarmupMissing(Check):
         spike = first_spike(values, LOSS_SPIKE, sustained=1)
         rose = np.flatnonzero(~np.isfinite(values) | (values > 1.5 * start_level))
         rose = rose[rose >= 5]
-        candidates = [index for index in ((spike.index if spike else None), (int(rose[0]) if len(rose) else None))
-                      if index is not None]
+        jump = _first_jump(values)
+        candidates = [index for index in ((spike.index if spike else None), (int(rose[0]) if len(rose) else None),
+                                          jump) if index is not None]
         if not candidates:
             return []
-        unstable = early.iloc[min(candidates)]
+        first = min(candidates)
+        if first == jump:  # in the first few values, "the start" is what came before the jump
+            start_level = float(np.median(values[:jump]))
+        unstable = early.iloc[first]
         message = (f"The LR starts at {fmt_lr(first_lr)}, {first_lr / peak_lr:.0%} of its peak {fmt_lr(peak_lr)}, "
                    f"with no warmup, and the loss became unstable at step {fmt_step(int(unstable['step']))} "
                    f"({fmt_value(float(unstable['value']))} against {fmt_value(start_level)} at the start).")
@@ -72,3 +77,16 @@ class WarmupMissing(Check):
                     row_evidence(run, unstable, expected=f"below {fmt_value(start_level)}", note="early instability")]
         return [self.finding(step=int(lr["step"].iloc[0]), end_step=int(unstable["step"]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.7)]
+
+
+def _first_jump(values: np.ndarray) -> int | None:
+    """The first of the first JUMP_WINDOW values that is LOSS_SPIKE x the median of all before it.
+
+    The running median behind `first_spike` needs 10 values and the "rose" rule takes the first 5 as
+    its baseline, so a jump at step 2 (the classic no-warmup blow-up) would hide in both.
+    """
+    for index in range(1, min(JUMP_WINDOW, len(values))):
+        before = values[:index][np.isfinite(values[:index])]
+        if len(before) and np.isfinite(values[index]) and values[index] > LOSS_SPIKE * float(np.median(before)) > 0:
+            return index
+    return None

@@ -10,15 +10,15 @@ first 8 KB) is not read as text at all.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forensics.ingest.limits import MAX_LINE_BYTES as LINE_CAP
 from forensics.ingest.problems import InputProblem
 
-MAX_LINE_BYTES = 1024 * 1024
-MAX_LINE_ENV = "FORENSICS_MAX_LINE_BYTES"
+MAX_LINE_BYTES = LINE_CAP.default
+MAX_LINE_ENV = LINE_CAP.env
 SNIFF_BYTES = 8192
 # Share of control bytes (other than tab, newline, carriage return, escape, form feed) above
 # which the start of a file is not text.
@@ -28,8 +28,7 @@ _TEXT_CONTROLS = {9, 10, 12, 13, 27, 8}
 
 def max_line_bytes() -> int:
     """The line-length limit in bytes: $FORENSICS_MAX_LINE_BYTES when set to a positive integer."""
-    configured = os.environ.get(MAX_LINE_ENV, "")
-    return int(configured) if configured.isdigit() and int(configured) > 0 else MAX_LINE_BYTES
+    return LINE_CAP.value()
 
 
 @dataclass
@@ -44,8 +43,8 @@ class LineStream:
     oversized_lines: int = 0
     undecodable_lines: int = 0
 
-    def sniff_binary(self) -> InputProblem | None:
-        """A `binary_log` problem when the file's first 8 KB are not text, else None."""
+    def sniff_binary(self, code: str = "binary_log", named_like: str = "a text log") -> InputProblem | None:
+        """A `binary_log` (or `code`) problem when the file's first 8 KB are not text, else None."""
         try:
             with open(self.path, "rb") as handle:
                 head = handle.read(SNIFF_BYTES)
@@ -57,9 +56,9 @@ class LineStream:
         controls = sum(1 for byte in head if byte < 32 and byte not in _TEXT_CONTROLS)
         if b"\x00" in head or controls / len(head) > BINARY_CONTROL_SHARE:
             why = "NUL bytes" if b"\x00" in head else f"{controls} control bytes"
-            return InputProblem("binary_log", self.display_path,
-                                f"{self.display_path}: named like a text log but holds binary data ({why} in its "
-                                f"first {len(head):,} bytes); not read as a log", locator="byte 0")
+            return InputProblem(code, self.display_path,
+                                f"{self.display_path}: named like {named_like} but holds binary data ({why} in its "
+                                f"first {len(head):,} bytes); not read", locator="byte 0")
         return None
 
     def __iter__(self) -> Iterator[tuple[int, str]]:

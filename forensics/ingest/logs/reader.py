@@ -21,6 +21,8 @@ from forensics.ingest.logs.events import EventScanner, FoundEvent, capped
 from forensics.ingest.logs.formats import parse_line
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.logs.steps import StepAxis
+from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
+from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import RunEvent, SourceRead, TaggedSeries
 
 SAMPLES_KEPT = 5
@@ -59,13 +61,28 @@ class _LogReading:
     axes: dict[int | None, StepAxis] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
     scanner: EventScanner = field(default_factory=EventScanner)
+    unparsable: int = 0
+    first_unparsable: int | None = None
+    values_cap: int = field(default_factory=MAX_VALUES_PER_FILE.value)
 
     def feed(self, number: int, text: str) -> None:
-        """One physical line (possibly holding several `\\r`-separated redraws)."""
+        """One physical line (possibly holding several `\\r`-separated redraws).
+
+        A line whose numbers no step axis can hold (a step of 1e400, a 30-digit counter) or whose JSON
+        nests too deeply for the parser is counted as unparsable and reported once, never raised.
+        """
         self.lines += 1
         if not text.strip():
             self.blank += 1
             return
+        try:
+            self._feed(number, text)
+        except (ValueError, OverflowError, RecursionError):
+            self.unparsable += 1
+            if self.first_unparsable is None:
+                self.first_unparsable = number
+
+    def _feed(self, number: int, text: str) -> None:
         recognised = had_event = False
         for segment in text.split("\r") if "\r" in text else (text,):
             rank, clean = split_rank(strip_ansi(segment))
@@ -165,14 +182,24 @@ def read_log(found: FoundFile) -> SourceRead:
         return SourceRead(found.display_path, found.kind, found.size_bytes, readable=False, records=0,
                           detail=binary.message.split(": ", 1)[-1], problems=[binary])
     reading = _LogReading(found.display_path)
+    problems = stream.problems  # the stream appends to it while it is read
     for number, text in stream:
         reading.feed(number, text)
+        if reading.values_read >= reading.values_cap:
+            problems.append(InputProblem("values_cap_reached", found.display_path, values_cap_message(
+                found.display_path, f"line {number}", reading.values_cap), locator=f"line {number}"))
+            break
     reading.finish()
+    if reading.unparsable:
+        problems.append(InputProblem(
+            "log_lines_unparsable", found.display_path,
+            f"{found.display_path}: {reading.unparsable:,} line(s) could not be parsed (a step no integer axis can "
+            f"hold, or JSON nested too deeply); first at line {reading.first_unparsable}; skipped", locator=f"line {reading.first_unparsable}", severity="warning"))
     series = reading.tagged_series()
     coverage = reading.coverage(stream, series)
     return SourceRead(found.display_path, found.kind, found.size_bytes,
-                      readable=not any(p.severity == "error" for p in stream.problems), records=reading.values_read,
-                      detail=_detail(reading, series), problems=list(stream.problems), series=series,
+                      readable=not any(p.severity == "error" for p in problems), records=reading.values_read,
+                      detail=_detail(reading, series), problems=list(problems), series=series,
                       events=reading.events, coverage=coverage)
 
 

@@ -8,14 +8,18 @@ presents a reconstructed axis as a logged one. In order of preference:
    (`epoch*391+batch from timm progress counters`);
 2. a progress-bar counter on the line (`tqdm progress counter n/N`); per-epoch bars that restart
    from zero are continued (`... continued across restarted bars`);
-3. the last step seen earlier in the file, for lines that print none (validation summaries,
+3. in a file without progress bars, a fractional epoch times the optimizer steps per epoch that a
+   start-up banner states (HF Trainer's `Total optimization steps = N` over `Num Epochs = E`): HF's
+   own `global_step` for the line, to within the rounding of the printed epoch;
+4. the last step seen earlier in the file, for lines that print none (validation summaries,
    HF Trainer dicts printed after their bar update);
-4. the epoch, when the file has no steps at all;
-5. the position of the line among the file's step-less records.
+5. the epoch, when the file has no steps at all;
+6. the position of the line among the file's step-less records.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from forensics.ingest.logs.formats.base import Parsed
@@ -34,14 +38,25 @@ class StepAxis:
     step_less: int = 0
     _bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # total -> (offset, last n)
     _main_total: int = 0
+    facts: dict[str, int] = field(default_factory=dict)
 
     def resolve(self, parsed: Parsed) -> tuple[int, str]:
         """The step for a parsed line's values and the basis sentence."""
+        if parsed.facts:
+            self.facts.update(parsed.facts)
+            if not parsed.values and parsed.step is None:  # a banner line: no value to place
+                return (self.last_step or 0), AFTER_LAST
         if parsed.step is not None:
             self.last_step = parsed.step
             return parsed.step, parsed.step_basis or LOGGED
         if parsed.progress is not None:
             return self._counter(*parsed.progress)
+        if (parsed.epoch is not None and not self._main_total and (per_epoch := steps_per_epoch(self.facts))
+                and 0 <= parsed.epoch * per_epoch < 2**62):  # False for NaN; no int64 overflow
+            self.last_step = round(parsed.epoch * per_epoch)
+            return self.last_step, (f"epoch x {per_epoch} optimizer steps per epoch (banner: "
+                                    f"{self.facts['total_optimization_steps']} steps over "
+                                    f"{self.facts['num_epochs']} epochs)")
         if self.last_step is not None:
             return self.last_step, AFTER_LAST
         if parsed.epoch is not None and float(parsed.epoch).is_integer():  # HF's fractional epochs are no axis
@@ -67,3 +82,23 @@ class StepAxis:
         if offset:
             basis += ", continued across restarted bars"
         return step, basis
+
+
+def steps_per_epoch(facts: dict[str, int]) -> int | None:
+    """Optimizer steps per epoch from HF's banner counters, when they pin it down.
+
+    `Total optimization steps / Num Epochs` is exact when training ran whole epochs. With
+    `max_steps` set, HF rounds the epoch count up, so the ratio is then not a whole number or
+    disagrees with the examples / batch size / accumulation counts: no axis rather than a wrong one.
+    """
+    total, epochs = facts.get("total_optimization_steps"), facts.get("num_epochs")
+    if not total or not epochs or total % epochs:
+        return None
+    per_epoch = total // epochs
+    examples, accumulation = facts.get("num_examples"), facts.get("gradient_accumulation_steps") or 1
+    batch = facts.get("total_batch_size") or (facts.get("per_device_batch_size") or 0) * accumulation
+    if examples and batch:
+        estimate = math.ceil(examples / batch)
+        if abs(per_epoch - estimate) > max(1, 0.02 * estimate):
+            return None
+    return per_epoch

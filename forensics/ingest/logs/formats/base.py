@@ -32,14 +32,26 @@ def to_number(value) -> float | None:
     """A JSON value as a float when it is a number or a numeric string (fairseq logs strings)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+            return None
     if isinstance(value, str):
         try:
             return to_float(value)
         except ValueError:
             return None
     return None
+
+
+def to_step(value: float | None) -> int | None:
+    """A step as an int64-range integer; None for None, NaN, inf or a step no int64 can hold."""
+    if value is None or not -(2**63) <= value <= 2**63 - 1:  # NaN fails the comparison too
+        return None
+    return int(value)
 
 
 @dataclass
@@ -50,7 +62,9 @@ class Parsed:
     line states or the format computes; `step_basis` says how it was computed (None when the line
     printed the step itself). `progress` is a progress-bar counter (n, total) when the line has no
     step of its own; `epoch` is the epoch when stated. `events` are (kind, data) pairs that only
-    the format can see (Megatron's count of NaN iterations, for instance).
+    the format can see (Megatron's count of NaN iterations, for instance). `facts` are counters a
+    start-up line states that later lines' steps depend on (HF's `Num Epochs = 3` as
+    `{"num_epochs": 3}`); the reader keeps them for the rest of the file.
     """
 
     values: dict[str, float] = field(default_factory=dict)
@@ -59,6 +73,7 @@ class Parsed:
     epoch: float | None = None
     progress: tuple[int, int] | None = None
     events: list[tuple[str, dict]] = field(default_factory=list)
+    facts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_float
+from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_float, to_step
 
 _OVERFLOW = re.compile(rf"Skipping step\. Attempted loss scale: ({NUMBER}), reducing to ({NUMBER})")
 _ENGINE = re.compile(r"\bstep=(\d+), skipped=(\d+), lr=\[([^\]]*)\]")
@@ -32,8 +32,11 @@ def parse(line: str) -> Parsed | None:
     if engine:
         values = {"skipped": float(engine.group(2))}
         for group, text in enumerate(part for part in engine.group(3).split(",") if part.strip()):
-            values["lr" if group == 0 else f"lr/group{group}"] = to_float(text)
-        return Parsed(values, step=int(engine.group(1)))
+            try:
+                values["lr" if group == 0 else f"lr/group{group}"] = to_float(text)
+            except ValueError:  # a garbled LR list (found by benchmarks/fuzz_log_registry.py): that group is skipped
+                continue
+        return Parsed(values, step=to_step(int(engine.group(1))))
     return None
 
 

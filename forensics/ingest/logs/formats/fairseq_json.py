@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from forensics.ingest.logs.formats.base import LineFormat, Parsed, to_number
+from forensics.ingest.logs.formats.base import LineFormat, Parsed, to_number, to_step
 
 _RECORD = re.compile(r"\|\s*(train_inner|train|valid|[\w-]+)\s*\|\s*(\{.*\})\s*$")
 _NOT_SERIES = ("epoch", "update", "num_updates", "valid_num_updates", "wall", "train_wall")
@@ -27,16 +27,16 @@ def parse(line: str) -> Parsed | None:
         return None
     try:
         record = json.loads(match.group(2))
-    except ValueError:
+    except ValueError:  # a RecursionError (absurd nesting) reaches the log reader, which reports the line
         return None
     if not isinstance(record, dict):
         return None
     updates = to_number(record.get("num_updates", record.get("valid_num_updates")))
-    if updates is None:
+    if to_step(updates) is None:
         return None
     values = {key: number for key, raw in record.items() if key not in _NOT_SERIES
               for number in [to_number(raw)] if number is not None}
-    return Parsed(values, step=int(updates), epoch=to_number(record.get("epoch")))
+    return Parsed(values, step=to_step(updates), epoch=to_number(record.get("epoch")))
 
 
 FORMAT = LineFormat("fairseq_json", ('"num_updates"', '"valid_num_updates"'), parse)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from forensics.ingest.logs.formats.base import LineFormat, Parsed, to_number
+from forensics.ingest.logs.formats.base import LineFormat, Parsed, to_number, to_step
 
 STEP_KEYS = ("step", "global_step", "_step", "iteration", "iter", "it", "trainer/global_step")
 _NOT_SERIES = frozenset(STEP_KEYS) | {"epoch", "_timestamp", "_runtime", "timestamp", "time_stamp"}
@@ -27,7 +27,7 @@ def parse(line: str) -> Parsed | None:
         return None
     try:
         record = json.loads(line[start:])
-    except ValueError:
+    except ValueError:  # a RecursionError (absurd nesting) reaches the log reader, which reports the line
         return None
     return parse_record(record)
 
@@ -42,7 +42,7 @@ def parse_record(record) -> Parsed | None:
               for number in [to_number(raw) if not isinstance(raw, str) else None] if number is not None}
     if not values:
         return None
-    return Parsed(values, step=int(step) if step is not None and step == step else None,
+    return Parsed(values, step=to_step(step),
                   epoch=to_number(record.get("epoch")))
 
 

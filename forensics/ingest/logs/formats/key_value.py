@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_float
+from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_float, to_step
 
 _PARENTHESES = re.compile(r"\([^()]*\)")
 _QUALIFIER = r"(?:train|training|val|valid|validation|eval|test|lm|grad|learning|loss|global)"
@@ -56,7 +56,7 @@ def parse(line: str) -> Parsed | None:
     for key, number, _percent, _total in _PAIR.findall(text):
         lowered = key.lower()
         if lowered in STEP_KEYS and step is None:
-            step = int(to_float(number)) if number.replace(".", "", 1).isdigit() else None
+            step = to_step(to_float(number)) if number.replace(".", "", 1).isdigit() else None
         elif lowered == "epoch" and epoch is None:
             epoch = to_float(number)
         elif lowered not in _COUNTER_KEYS:
