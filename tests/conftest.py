@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tensorboard_files import tensor_run, torch_run  # noqa: F401  (event-file fixtures shared by the reader tests)
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RUNS = REPO / "sample_runs"
 

@@ -10,7 +10,6 @@ import json
 import math
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from tensorboard.util import tensor_util
 SAMPLE_RUNS_DIR = Path(__file__).resolve().parent.parent / "sample_runs"
 sys.path.insert(0, str(SAMPLE_RUNS_DIR))
 
-from corpus import CORPUS, CORPUS_NAME, EVENT_FILE_PATTERN, generate_case, generate_corpus  # noqa: E402
+from corpus import CORPUS, CORPUS_NAME, EVENT_FILE_PATTERN, generate_case  # noqa: E402
 from corpus_truth import early_loss_spikes, grad_spike_steps, plateau_fraction, replay_intended_lrs  # noqa: E402
 
 CONTRACT_CODES = {
