@@ -26,7 +26,7 @@ from forensics.ingest.config_intent import normalise
 from forensics.ingest.discovery import FoundFile
 from forensics.ingest.limits import MAX_CONFIG_BYTES
 from forensics.ingest.problems import InputProblem
-from forensics.ingest.safe_parse import ParseLimit, load_json, load_toml, load_yaml
+from forensics.ingest.safe_parse import ParseLimit, load_json, load_toml, load_yaml, scalar_from_text
 from forensics.ingest.source import SourceRead
 
 
@@ -84,7 +84,7 @@ def _parse(name: str, text: str, found: FoundFile, problems: list[InputProblem])
         return load_toml(text), "TOML"
     if suffix == ".csv":  # test-tube meta_tags.csv: key,value rows
         rows = list(csv.reader(io.StringIO(text)))
-        return {row[0]: _scalar(row[1]) for row in rows[1:] if len(row) >= 2}, "key,value CSV"
+        return {row[0]: scalar_from_text(row[1]) for row in rows[1:] if len(row) >= 2}, "key,value CSV"
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     return {section: dict(parser[section]) for section in parser.sections()}, "INI"
@@ -104,14 +104,6 @@ def _has_inert_tags(parsed, budget: int = 5000) -> bool:
             pending.extend(item)
     return False
 
-
-def _scalar(text: str):
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            continue
-    return text
 
 
 def _detail(how: str, parsed: dict, intent: dict) -> str:

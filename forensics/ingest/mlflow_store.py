@@ -18,6 +18,7 @@ from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.logs.formats.base import to_float, to_step
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.problems import InputProblem
+from forensics.ingest.safe_parse import scalar_from_text
 from forensics.ingest.source import SourceRead, TaggedSeries
 
 MAX_PARAM_BYTES = 64 * 1024
@@ -77,7 +78,7 @@ def read_mlflow_params(found: FoundFile) -> SourceRead:
     params = {}
     for member in sorted(found.path.iterdir()):
         if member.is_file() and member.stat().st_size <= MAX_PARAM_BYTES:
-            params[member.name] = _value(member.read_text(encoding="utf-8", errors="backslashreplace").strip())
+            params[member.name] = scalar_from_text(member.read_text(encoding="utf-8", errors="backslashreplace").strip())
     return config_from_values(found, params, "MLflow params")
 
 
@@ -85,11 +86,3 @@ def _metric_key(display_path: str) -> str:
     parts = display_path.split("/")
     return "/".join(parts[parts.index("metrics") + 1:]) if "metrics" in parts else parts[-1]
 
-
-def _value(text: str):
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            continue
-    return text

@@ -142,3 +142,13 @@ def check_nesting(value) -> None:
         if depth > limit:
             raise _too_deep(limit)
         pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def scalar_from_text(text: str):
+    """`"3"` -> 3, `"3e-4"` -> 0.0003, anything else stays text (a param value written as a string)."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text
