@@ -120,3 +120,11 @@ def test_a_crashing_check_becomes_an_internal_error_and_the_others_still_run():
     assert crash.findings[0].code == "internal_error" and "always_crashes" in crash.findings[0].message
     assert absent.status == "not_applicable" and "none found" in absent.detail
     assert any(f.code == "nan_onset" for outcome in real for f in outcome.findings)
+
+
+def test_every_registered_code_is_documented_in_the_schema_docs():
+    from conftest import REPO
+
+    documented = (REPO / "docs" / "report-schema.md").read_text()
+    for check in REGISTRY:
+        assert f"| `{check.code}` | implemented |" in documented, check.code
