@@ -69,9 +69,7 @@ class ScheduleIncomplete(Check):
                    f"{intended.spec} (horizon {fmt_step(intended.horizon)})"
                    + (f", with the LR at {fmt_lr(float(last_row['value']))} instead of the schedule's final "
                       f"{fmt_lr(schedule_end['lr'])}" if last_row is not None and schedule_end else "")
-                   + f". The horizon is {ratio:.2f}x the steps taken"
-                   + (f": matches {', '.join(n for n in names if 'advanced' not in n)}" if any('advanced' not in n for n in names) else "")
-                   + ".")
+                   + f". The horizon is {ratio:.2f}x the steps taken" + _factor_hint(ratio, names) + ".")
         evidence = [intent_evidence(intended)]
         if last_row is not None:
             evidence.insert(0, row_evidence(run, last_row, expected=schedule_end["lr"] if schedule_end else None,
@@ -80,6 +78,17 @@ class ScheduleIncomplete(Check):
             evidence.append(Evidence("(configs)", "gradient accumulation", accumulation, note="from the run's config"))
         return [self.finding(step=steps_taken - 1, end_step=intended.horizon, message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.75)]
+
+
+def _factor_hint(ratio: float, names: tuple[str, ...]) -> str:
+    """Name the counter the factor matches; a whole factor without a config is still a strong hint."""
+    matched = [name for name in names if "advanced" not in name]
+    if matched:
+        return f": matches {', '.join(matched)}"
+    if ratio >= 2 and abs(ratio - round(ratio)) < 0.05:
+        return (f", a whole factor: typically the gradient accumulation steps or the world size "
+                f"({round(ratio)}) counted into total_steps")
+    return ""
 
 
 def _config_value(run: Run, *keys: str) -> int | None:
