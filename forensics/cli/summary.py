@@ -6,6 +6,7 @@ import typer
 
 from forensics.formatting import fmt_step, split_headline
 from forensics.report.model import Report
+from forensics.sweep import SweepResult
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue", "failed": "red", "suspect": "yellow",
             "healthy": "green", "inconclusive": "white"}
@@ -62,3 +63,19 @@ def low_recognition_lines(report: Report) -> list[str]:
                 line += f" (line {first['line']}: {first['text'][:60]!r})" if first else ""
             lines.append(line)
     return lines
+
+
+def print_sweep_summary(result: SweepResult) -> None:
+    """One line per run (verdict, top finding's first sentence), then the totals and the index's location."""
+    echo = lambda text="", **style: typer.secho(text, err=True, **style)  # noqa: E731
+    width = min(48, max((len(entry.path) for entry in result.entries), default=0))
+    for entry in result.entries:
+        echo(f"{entry.path:<{width}}  ", nl=False)
+        echo(f"{entry.status.upper():<12}", fg=_COLOURS.get(entry.status, "red"), bold=True, nl=False)
+        top = f"{entry.finding_codes[0]}: {entry.top_finding}" if entry.top_finding else entry.headline
+        echo(f" {top}")
+    totals = ", ".join(f"{count} {status}" for status, count in result.totals().items() if count)
+    echo(f"{len(result.entries)} run(s): {totals}", bold=True)
+    for problem in result.walk_problems[:5]:
+        echo(f"  {problem.message}", fg="yellow")
+    echo(f"index: {result.index_files.get('html', result.out_dir)}")

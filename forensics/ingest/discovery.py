@@ -209,3 +209,99 @@ def _unreadable(path: Path, root: Path, error: OSError, broken_link: bool = Fals
         return InputProblem(code="broken_link", path=shown,
                             message=f"{shown}: symbolic link whose target cannot be read ({error.strerror})")
     return InputProblem(code="file_unreadable", path=shown, message=f"{shown}: cannot be read ({error.strerror or error})")
+
+
+# Kinds whose presence directly in a folder makes that folder a run for `forensics sweep`. Configs alone
+# do not (a folder of YAML is a config repository), and neither does a `.txt` file (READMEs, requirements).
+_RUN_KINDS = {TENSORBOARD, CHECKPOINT, TRAINING_ARGS, TRAINER_STATE, LOG, METRICS_TABLE, WEIGHTS}
+
+
+@dataclass
+class FoundRuns:
+    """The run directories below a sweep root, in walk order, plus what the walk could not look at."""
+
+    root: Path
+    runs: list[Path] = field(default_factory=list)   # as walked (a link keeps its own path)
+    problems: list[InputProblem] = field(default_factory=list)
+
+
+def find_runs(root: Path, follow_external_links: bool = False) -> FoundRuns:
+    """Every directory under `root` that directly holds run artifacts and is not inside a run already found.
+
+    The walk is top-down, so `root` itself, when it holds artifacts, is the one run. Like `discover`, it
+    remembers every real folder it entered (a link loop is reported once) and does not follow links out
+    of `root` unless asked. Nothing is opened: names and stats only.
+    """
+    found = FoundRuns(root=root.resolve())
+    _find_runs(found.root, found.root, found, set(), follow_external_links)
+    return found
+
+
+# Sub-folders training scripts put a run's artifacts in: a folder holding one of these (with
+# artifacts inside) is the run, not each sub-folder on its own.
+_ARTIFACT_SUBFOLDERS = {"tb", "tensorboard", "tb_logs", "events", "logs", "log", "checkpoints", "checkpoint", "ckpt",
+                        "ckpts", "weights", "metrics", "artifacts"}
+
+
+def _holds_run_artifacts(entries: list[os.DirEntry]) -> bool:
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            if entry.is_file():
+                if classify(entry.name) in _RUN_KINDS and not entry.name.lower().endswith(".txt"):
+                    return True
+            elif entry.is_dir() and (_is_hf_checkpoint_dir(path) or _is_mlflow_run_part(path, "metrics")):
+                return True
+            elif entry.is_dir() and entry.name.lower() in _ARTIFACT_SUBFOLDERS and _has_artifact_file(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _has_artifact_file(folder: Path) -> bool:
+    """An artifact directly in `folder` (event files in tb/, checkpoints in checkpoints/, ...)."""
+    try:
+        return any(entry.is_file() and classify(entry.name) in _RUN_KINDS and not entry.name.lower().endswith(".txt")
+                   for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def _find_runs(directory: Path, root: Path, found: FoundRuns, entered: set[tuple[int, int]],
+               follow_external_links: bool) -> None:
+    try:
+        directory_stat = directory.stat()
+        identity = (directory_stat.st_dev, directory_stat.st_ino)
+        if identity in entered:
+            shown = _display(directory, root)
+            found.problems.append(InputProblem(
+                code="symlink_loop", path=shown, severity="info",
+                message=f"{shown}: a symbolic link leads back to a folder already walked; not walked again"))
+            return
+        entered.add(identity)
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as error:
+        found.problems.append(_unreadable(directory, root, error))
+        return
+    if _holds_run_artifacts(entries):
+        found.runs.append(directory)
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_folder = stat.S_ISDIR(path.stat().st_mode)
+        except OSError as error:
+            if entry.is_symlink():
+                found.problems.append(_unreadable(path, root, error, broken_link=True))
+            continue
+        if not is_folder:
+            continue
+        if entry.is_symlink() and not follow_external_links and not _inside(path, root):
+            shown = _display(path, root)
+            found.problems.append(InputProblem(
+                code="link_outside_run", path=shown, severity="info",
+                message=f"{shown}: symbolic link to {os.path.realpath(path)}, outside the sweep root; not walked "
+                        "(--follow-links walks it)"))
+            continue
+        _find_runs(path, root, found, entered, follow_external_links)

@@ -12,10 +12,27 @@ from forensics.errors import ForensicsError
 STDOUT = "-"
 
 
+def safe_file_name(text: str) -> str:
+    """`text` with everything but letters, digits, `-`, `_` and `.` replaced by `_` (never empty)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "run"
+
+
 def default_output_path(run_name: str, extension: str) -> Path:
     """`./forensics-<run>.<ext>` in the current directory."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_name) or "run"
-    return Path.cwd() / f"forensics-{safe}.{extension}"
+    return Path.cwd() / f"forensics-{safe_file_name(run_name)}.{extension}"
+
+
+def refuse_inside(target: str | Path, run_dir: Path, what: str = "the run directory") -> Path:
+    """The resolved `target`; raises `ForensicsError` when it is `run_dir` or lies inside it.
+
+    The run is evidence and must stay exactly as it was: no report, index or folder is ever put in it.
+    """
+    resolved = Path(target).expanduser().resolve()
+    run_root = Path(run_dir).resolve()
+    if resolved == run_root or run_root in resolved.parents:
+        raise ForensicsError(f"{resolved}: refusing to write inside {what} {run_root}; "
+                             "choose another path with -o")
+    return resolved
 
 
 def _umask() -> int:
@@ -33,11 +50,7 @@ def write_report(text: str, destination: str | Path, run_dir: Path) -> str:
         sys.stdout.write(text)
         sys.stdout.flush()
         return "standard output"
-    target = Path(destination).expanduser().resolve()
-    run_root = Path(run_dir).resolve()
-    if target == run_root or run_root in target.parents:
-        raise ForensicsError(f"{target}: refusing to write inside the run directory {run_root}; "
-                             "choose another path with -o")
+    target = refuse_inside(destination, run_dir)
     if target.is_dir():
         raise ForensicsError(f"{target}: is a directory; give a file path with -o")
     if not target.parent.is_dir():
