@@ -41,7 +41,8 @@ _NUMERIC_DTYPES = frozenset({
     types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_INT64,
     types_pb2.DT_UINT8, types_pb2.DT_UINT16, types_pb2.DT_UINT32, types_pb2.DT_UINT64,
 })
-_UNDECODABLE_LISTED = 5  # byte offsets named in the problem message
+_UNDECODABLE_LISTED = 5
+_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks of the low n bytes  # byte offsets named in the problem message
 
 
 @dataclass(frozen=True)
@@ -308,11 +309,11 @@ def _factorize_tags(data: np.ndarray, tag_start: np.ndarray,
     words = unaligned_view(data, "<u8")
     key = tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     columns = []
+    last_word = len(words) - 1
     for column in range(int(tag_len.max() + 7) // 8):
-        present = np.clip(tag_len - 8 * column, 0, 8)
-        word = words[np.where(present > 0, tag_start + 8 * column, 0)]
-        keep_bits = np.uint64(0xFFFFFFFFFFFFFFFF) >> (np.uint64(64) - 8 * present.astype(np.uint64))
-        word = np.where(present == 8, word, np.where(present > 0, word & keep_bits, 0))
+        present = np.minimum(np.maximum(tag_len - 8 * column, 0), 8)
+        # Rows whose tag has ended read any in-bounds word; the mask zeroes it.
+        word = words[np.minimum(tag_start + 8 * column, last_word)] & _LOW_BYTES[present]
         columns.append(word)
         key = (key ^ word) * np.uint64(0xBF58476D1CE4E5B9)
         key ^= key >> np.uint64(31)
