@@ -15,6 +15,7 @@ from forensics.ingest.problems import InputProblem
 from forensics.ingest.registry import NOT_READ, READERS
 from forensics.ingest.source import SourceRead, TaggedSeries
 from forensics.model.aliases import canonical_metric
+from forensics.model.log_clock import align_log_clocks
 from forensics.model.run import Run, Source, empty_series
 from forensics.model.segments import assign_segments
 
@@ -50,6 +51,7 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
     run.metrics = {metric: _concat(parts) for metric, parts in series_parts.items()}
     run.checkpoints.sort(key=lambda c: (c.global_step if c.global_step is not None else -1,
                                         c.epoch if c.epoch is not None else -1, c.path))
+    run.sources = align_log_clocks(run.metrics, run.sources)
     run.segments = assign_segments(run.metrics, run.sources, run.events)
     return run
 

@@ -7,7 +7,12 @@ Every resume diagnosis rests on this. Three kinds of evidence start a new segmen
   writers of one process, e.g. Keras' train/ and validation/);
 - a rewind: the step of a tag goes backwards inside one file (a loop that reset its counter);
 - a wall-time gap far longer than the usual logging interval (a job suspended and continued);
-- without any wall time, a log line showing a restart (a banner printed again, "Resuming from ...").
+- a log line showing a restart (a banner printed again, "Resuming from ..."), when the only wall
+  times are the logs' own (`log_restarts`): placed at the first timed row after the line, or, when
+  no row after it is timed, by line and step order.
+
+Text logs' times are on their own (zone-less) clock; `log_clock` has aligned them with the event
+files' or dropped them before this runs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from forensics.ingest.source import RunEvent
-from forensics.model.log_restarts import log_restarts, place_by_line
+from forensics.model.log_clock import LOG_KIND
+from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line
 from forensics.model.run import Segment, Source
 
 # A gap starts a segment only when it is both long in absolute terms and huge relative to the
@@ -48,21 +54,50 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
     resume line is the only evidence of a restart (`log_restarts`).
     """
     boundaries = _lifetime_boundaries(sources) + _rewind_boundaries(metrics) + _gap_boundaries(metrics)
+    restarts = log_restarts(metrics, list(events)) if _only_logs_timed(metrics, sources) else []
+    restart_times = [_first_time_after(metrics, restart) for restart in restarts]
+    by_line = bool(restarts) and any(np.isnan(wall_time) for wall_time in restart_times)
+    if restarts and not by_line:  # a timed log: its restarts take their place among its gaps and rewinds
+        boundaries += [_Boundary(wall_time, "restart", restart.reason, (restart.source,))
+                       for restart, wall_time in zip(restarts, restart_times)]
     boundaries = _merge_close(sorted(boundaries, key=lambda boundary: boundary.wall_time))
     starts = np.array([boundary.wall_time for boundary in boundaries[1:]], dtype="float64")
     for frame in metrics.values():
         frame["segment"] = _segment_of(frame, starts)
     folders = _version_folders(metrics)
-    untimed = len(boundaries) == 1 and not any(frame["wall_time"].notna().any() for frame in metrics.values())
     if len(boundaries) == 1 and len(folders) > 1:
         boundaries = _split_by_folder(metrics, folders)
-    elif untimed and (restarts := log_restarts(metrics, list(events))):
+    elif by_line:
+        # Some restart has no timed row after it: place every row by line and step order, as in a log
+        # without timestamps (the restart lines are stronger evidence than the log's silences).
+        for frame in metrics.values():
+            frame["segment"] = 0
         place_by_line(metrics, restarts)
-        boundaries += [_Boundary(np.nan, "restart", restart.reason, (restart.source,)) for restart in restarts]
+        boundaries = boundaries[:1] + [_Boundary(np.nan, "restart", restart.reason, (restart.source,))
+                                       for restart in restarts]
     else:
         _place_untimed_rows(metrics, len(boundaries))
     segments = [_describe(index, boundary, metrics) for index, boundary in enumerate(boundaries)]
     return _note_step_rewinds(segments)
+
+
+def _only_logs_timed(metrics: dict[str, pd.DataFrame], sources: list[Source]) -> bool:
+    """True when no wall time comes from anything but text logs (or there are none at all): then a log's
+    restart lines are evidence the wall times cannot contradict."""
+    logs = {source.path for source in sources if source.kind == LOG_KIND}
+    for frame in metrics.values():
+        timed = frame.loc[frame["wall_time"].notna().to_numpy(), "source"]
+        if len(timed) and not set(map(str, timed.unique())) <= logs:
+            return False
+    return True
+
+
+def _first_time_after(metrics: dict[str, pd.DataFrame], restart: LogRestart) -> float:
+    """The earliest wall time of the restart's log rows after its line; NaN when none is timed."""
+    times = [frame.loc[((frame["source"] == restart.source) & (frame["record"] > restart.line)).to_numpy(),
+                       "wall_time"].min() for frame in metrics.values() if len(frame)]
+    times = [float(time) for time in times if not np.isnan(time)]
+    return min(times) if times else np.nan
 
 
 _VERSION_FOLDER = re.compile(r"(?:^|/)(version_(\d+))/")

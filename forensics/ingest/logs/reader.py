@@ -2,12 +2,15 @@
 
 The file is streamed (`lines.LineStream`); each physical line is split at carriage returns (tqdm
 redraws), cleaned of colours and rank prefixes, tried against the format registry and scanned
-for events. Values go into compact arrays, so memory grows with the values found, never with
+for events. A line's leading timestamp (`timestamps`) sets the file's clock; every value takes the
+clock's time, so a metric line without a timestamp of its own inherits the last one printed, but
+never across a start-up banner (a new process's lines are not timed by the old one's). Values go into compact arrays, so memory grows with the values found, never with
 the file's size. Nothing here raises on content: oddities become input problems or coverage.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from array import array
 from collections import Counter
@@ -21,6 +24,7 @@ from forensics.ingest.logs.events import EventScanner, FoundEvent, capped
 from forensics.ingest.logs.formats import parse_line
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.logs.steps import StepAxis
+from forensics.ingest.logs.timestamps import LineClock, describe
 from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import RunEvent, SourceRead, TaggedSeries
@@ -41,6 +45,7 @@ class _Values:
     steps: array = field(default_factory=lambda: array("q"))
     values: array = field(default_factory=lambda: array("d"))
     records: array = field(default_factory=lambda: array("q"))
+    wall_times: array = field(default_factory=lambda: array("d"))
     bases: Counter = field(default_factory=Counter)
 
 
@@ -64,6 +69,8 @@ class _LogReading:
     unparsable: int = 0
     first_unparsable: int | None = None
     values_cap: int = field(default_factory=MAX_VALUES_PER_FILE.value)
+    clock: LineClock = field(default_factory=LineClock)
+    json_times: int = 0
 
     def feed(self, number: int, text: str) -> None:
         """One physical line (possibly holding several `\\r`-separated redraws).
@@ -89,10 +96,15 @@ class _LogReading:
             if not clean.strip():
                 continue
             axis = self.axes.get(rank) or self.axes.setdefault(rank, StepAxis())
+            stamped = self.clock.see(clean)
             result = parse_line(clean)
             is_metric_line = False
             if result is not None:
                 line_format, parsed = result
+                if parsed.wall_time is not None:
+                    self.clock.set(parsed.wall_time)
+                    stamped = True
+                    self.json_times += 1
                 recognised = True
                 self.formats[line_format.name] += 1
                 is_metric_line = bool(parsed.values)
@@ -102,7 +114,11 @@ class _LogReading:
                 for kind, data in parsed.events:
                     had_event = True
                     self._event(FoundEvent(kind, number, capped(clean), data), rank, step)
-            for found in self.scanner.scan(number, clean, is_metric_line):
+            found_events = self.scanner.scan(number, clean, is_metric_line)
+            if not stamped and (self.scanner.last_line_was_banner
+                                or any(found.kind == "restart" for found in found_events)):
+                self.clock.forget()  # a new process: its lines are not timed by the old one's clock
+            for found in found_events:
                 had_event = True
                 self._event(found, rank, axis.last_step)
             had_event = had_event or self.scanner.last_line_was_banner
@@ -125,6 +141,8 @@ class _LogReading:
         values.steps.append(step)
         values.values.append(value)
         values.records.append(number)
+        now = self.clock.now()
+        values.wall_times.append(math.nan if now is None else now)
         values.bases[basis] += 1
         self.values_read += 1
 
@@ -132,7 +150,7 @@ class _LogReading:
         data = dict(found.data)
         if rank is not None:
             data["rank"] = rank
-        self.events.append(RunEvent(found.kind, self.path, found.line, step, None, found.text, data))
+        self.events.append(RunEvent(found.kind, self.path, found.line, step, self.clock.now(), found.text, data))
 
     def _unrecognised(self, number: int, text: str) -> None:
         lowered = text.lower()
@@ -154,7 +172,8 @@ class _LogReading:
             count = len(values.values)
             result.append(TaggedSeries(
                 shown_tag, np.frombuffer(values.steps, dtype="int64").copy(),
-                np.frombuffer(values.values, dtype="float64").copy(), np.full(count, np.nan),
+                np.frombuffer(values.values, dtype="float64").copy(),
+                np.frombuffer(values.wall_times, dtype="float64").copy() if count else np.full(count, np.nan),
                 np.frombuffer(values.records, dtype="int64").copy(), context, _basis_text(values.bases)))
         return result
 
@@ -163,6 +182,8 @@ class _LogReading:
 
         `event_lines` counts lines that are not metric lines but gave an event or are start-up banners.
         """
+        timed = {"wall_times": describe(self.clock, self.json_times),
+                 "timed_lines": self.clock.timed_lines + self.json_times} if self.clock.timed_lines or self.json_times else {}
         return {
             "lines": self.lines, "blank": self.blank, "recognised": self.recognised, "event_lines": self.event_lines,
             "ignored": self.lines - self.blank - self.recognised - self.event_lines,
@@ -171,6 +192,7 @@ class _LogReading:
             "unrecognised_samples": list(self.samples),
             "oversized_lines": stream.oversized_lines, "undecodable_lines": stream.undecodable_lines,
             "step_basis": {item.tag: item.step_basis for item in series},
+            **timed,
         }
 
 
@@ -217,4 +239,6 @@ def _detail(reading: _LogReading, series: list[TaggedSeries]) -> str:
     reconstructed = sorted({item.step_basis for item in series} - {"logged"})
     if reconstructed:
         detail += "; steps: " + " / ".join(reconstructed)
+    if reading.clock.timed_lines or reading.json_times:
+        detail += "; " + describe(reading.clock, reading.json_times)
     return detail

@@ -64,7 +64,8 @@ class Parsed:
     step of its own; `epoch` is the epoch when stated. `events` are (kind, data) pairs that only
     the format can see (Megatron's count of NaN iterations, for instance). `facts` are counters a
     start-up line states that later lines' steps depend on (HF's `Num Epochs = 3` as
-    `{"num_epochs": 3}`); the reader keeps them for the rest of the file.
+    `{"num_epochs": 3}`); the reader keeps them for the rest of the file. `wall_time` is a clock
+    the record itself carries (epoch seconds in a JSON field), None otherwise.
     """
 
     values: dict[str, float] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class Parsed:
     progress: tuple[int, int] | None = None
     events: list[tuple[str, dict]] = field(default_factory=list)
     facts: dict[str, int] = field(default_factory=dict)
+    wall_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The step is the first of `step`, `global_step`, `_step`, `iteration`, `iter`, `it`,
 `trainer/global_step` present; without one the reader falls back on the epoch or position.
-Nested objects and strings are not series.
+Nested objects and strings are not series. Epoch seconds in `_timestamp` (W&B), `timestamp` or
+`time` are the record's wall time (`time` only when it is a clock, not mmengine's seconds per iteration).
 
 Real lines:
     {"lr": 0.0001, "data_time": 0.0215, "loss": 2.3467, "loss_cls": 1.1322, "loss_bbox": 1.2145, "time": 0.4306, "epoch": 1, "iter": 50, "memory": 3620, "step": 50}
@@ -15,7 +16,9 @@ from __future__ import annotations
 import json
 
 from forensics.ingest.logs.formats.base import LineFormat, Parsed, to_number, to_step
+from forensics.ingest.logs.timestamps import epoch_seconds
 
+CLOCK_KEYS = ("_timestamp", "timestamp", "time")
 STEP_KEYS = ("step", "global_step", "_step", "iteration", "iter", "it", "trainer/global_step")
 _NOT_SERIES = frozenset(STEP_KEYS) | {"epoch", "_timestamp", "_runtime", "timestamp", "time_stamp"}
 
@@ -42,8 +45,11 @@ def parse_record(record) -> Parsed | None:
               for number in [to_number(raw) if not isinstance(raw, str) else None] if number is not None}
     if not values:
         return None
-    return Parsed(values, step=to_step(step),
-                  epoch=to_number(record.get("epoch")))
+    clock_key, wall_time = next(((key, clock) for key in CLOCK_KEYS if key in record and not isinstance(record[key], str)
+                                 for clock in [epoch_seconds(to_number(record[key]))] if clock is not None), (None, None))
+    if clock_key == "time":
+        values.pop("time", None)  # a clock, not seconds per iteration
+    return Parsed(values, step=to_step(step), epoch=to_number(record.get("epoch")), wall_time=wall_time)
 
 
 FORMAT = LineFormat("json_lines", ("{",), parse)
