@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,10 @@ def load_torch_file(path: Path, display_path: str) -> tuple[Any, list[InputProbl
     Returns (object, []) or (None, [problem]).
     """
     try:
-        with torch.serialization.safe_globals(RNG_SAFE_GLOBALS):
+        # torch warns on stderr about odd pickle protocols in damaged files; the file's problem is
+        # reported below instead, so the terminal summary stays readable.
+        with torch.serialization.safe_globals(RNG_SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             try:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True), []
             except RuntimeError as err:
