@@ -62,6 +62,16 @@ def test_index_lists_every_run_with_the_verdict_analyze_gives_alone(swept):
     assert "nan_divergence" in result.stderr and "FAILED" in result.stderr and "5 run(s)" in result.stderr
 
 
+def test_index_validates_against_its_published_schema(swept):
+    import jsonschema
+
+    from conftest import REPO
+
+    base, _, _, _ = swept
+    schema = json.loads((REPO / "docs" / "sweep.schema.json").read_text())
+    jsonschema.validate(_index(base / "out"), schema)
+
+
 def test_hostile_run_is_an_entry_with_its_input_problems(swept):
     base, _, _, _ = swept
     hostile = next(run for run in _index(base / "out")["runs"] if run["path"] == HOSTILE)
