@@ -128,3 +128,17 @@ def test_every_registered_code_is_documented_in_the_schema_docs():
     documented = (REPO / "docs" / "report-schema.md").read_text()
     for check in REGISTRY:
         assert f"| `{check.code}` | implemented |" in documented, check.code
+
+
+def test_a_crashed_check_never_takes_the_headline():
+    from forensics.checks.runner import run_checks
+    from forensics.report.build import build_report
+
+    run = build_run(SAMPLE_RUNS / "nan_divergence")
+    report = build_report(run, run_checks(run, [_Crashes, *REGISTRY]), "test")
+    assert report.verdict.status == "failed"
+    assert report.verdict.headline.startswith("train/loss became")
+
+
+def test_an_empty_check_list_runs_no_check():
+    assert run_checks(build_run(SAMPLE_RUNS / "healthy_onecycle"), []) == []

@@ -56,3 +56,28 @@ def test_event_file_of_random_bytes_and_empty_files(tmp_path):
     assert [f.code for f in report.findings] == []
     lr = next(t for t in report.trajectories if t.metric == "lr")
     assert lr.count == 600 + 60 and set(lr.sources) == {"tb/events.out.tfevents.1795625437.vm.4913.0", "train.log"}
+
+
+def test_non_finite_lr_everywhere_never_crashes_a_check_or_the_json(tmp_path):
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from forensics.render import render_json
+
+    run = tmp_path / "nan_lr"
+    writer = SummaryWriter(log_dir=str(run / "tb"))
+    for step in range(60):
+        writer.add_scalar("train/lr", float("nan"), step)
+        writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+    writer.close()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.param_groups[0]["lr"] = float("nan")  # what a diverged LR finder leaves behind
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "global_step": 60},
+               run / "last.pt")
+
+    report = analyze(run)
+
+    assert [outcome.code for outcome in report.checks if outcome.status == "error"] == []
+    document = json.loads(render_json(report))
+    assert document["checkpoints"][0]["lrs"] == [None]

@@ -26,7 +26,7 @@ class CheckOutcome:
 
 def run_checks(run: Run, checks: list[type[Check]] | None = None) -> list[CheckOutcome]:
     """Every check's outcome, in registry order."""
-    return [_run_one(check_class, run) for check_class in (checks or REGISTRY)]
+    return [_run_one(check_class, run) for check_class in (REGISTRY if checks is None else checks)]
 
 
 def _run_one(check_class: type[Check], run: Run) -> CheckOutcome:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forensics import __version__
+from forensics.checks import INTERNAL_ERROR
 from forensics.checks.runner import CheckOutcome
 from forensics.formatting import fmt_step
 from forensics.ingest.checkpoint import Checkpoint
@@ -75,9 +76,13 @@ def _checkpoint_summary(checkpoint: Checkpoint) -> CheckpointSummary:
 
 def _verdict(run: Run, findings: list) -> Verdict:
     counts = {severity: sum(1 for f in findings if f.severity == severity) for severity in SEVERITY_ORDER}
+    # A crashed check is listed with the findings but never speaks for the run in the headline.
+    diagnosed = [finding for finding in findings if finding.code != INTERNAL_ERROR]
+    if diagnosed and diagnosed[0].severity in ("error", "warning"):
+        status = "failed" if diagnosed[0].severity == "error" else "suspect"
+        return Verdict(status, diagnosed[0].message, counts)
     if findings and findings[0].severity in ("error", "warning"):
-        status = "failed" if findings[0].severity == "error" else "suspect"
-        return Verdict(status, findings[0].message, counts)
+        return Verdict("suspect", findings[0].message, counts)
     if not run.series(aliases.LR).size and not run.series(aliases.LOSS).size:
         return Verdict("inconclusive", "No learning-rate or loss series was found, so nothing could be diagnosed.",
                        counts)

@@ -171,7 +171,7 @@ def _trajectory_dict(trajectory: Trajectory) -> dict:
 def _checkpoint_dict(checkpoint: CheckpointSummary) -> dict:
     return {"path": checkpoint.path, "layout": checkpoint.layout, "epoch": checkpoint.epoch,
             "global_step": checkpoint.global_step, "optimizer_steps": list(checkpoint.optimizer_steps),
-            "lrs": list(checkpoint.lrs), "schedulers": list(checkpoint.schedulers),
+            "lrs": [_finite_or_none(lr) for lr in checkpoint.lrs], "schedulers": list(checkpoint.schedulers),
             "scheduler_last_epoch": checkpoint.scheduler_last_epoch, "has_rng_state": checkpoint.has_rng_state,
             "has_grad_scaler": checkpoint.has_grad_scaler,
             "nonfinite_weight_values": checkpoint.nonfinite_weight_values, "weight_values": checkpoint.weight_values}

@@ -7,7 +7,14 @@ import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence, row_locator
-from forensics.checks.numerics.spikes import LEVEL_WINDOW, Climb, first_climb, first_spike, trailing_level
+from forensics.checks.numerics.spikes import (
+    LEVEL_WINDOW,
+    Climb,
+    first_climb,
+    first_spike,
+    trailing_level,
+)
+from forensics.checks.series import busiest_source
 from forensics.formatting import fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -50,8 +57,7 @@ class GradExplosion(Check):
         if len(grad) < MIN_POINTS:
             raise NotApplicable(f"needs a grad norm series with at least {MIN_POINTS} points; "
                                 + ("none found" if grad.empty else f"found {len(grad)}"))
-        busiest = grad["source"].value_counts().idxmax()
-        grad = grad[grad["source"] == busiest].sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
+        grad = busiest_source(grad).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
         values = grad["value"].to_numpy()
         spike = first_spike(values, SPIKE, once_factor=EXPLOSION, sustained=SUSTAINED)
         climb = first_climb(values, CLIMB_START, CLIMB_GROWTH)
@@ -72,7 +78,7 @@ class GradExplosion(Check):
                     row_evidence(run, peak, note="peak")]
         if index > 0:
             evidence.insert(0, row_evidence(run, grad.iloc[index - 1], note="last value at the usual level"))
-        return [self.finding(step=int(row["step"]), end_step=settled or int(grad["step"].iloc[-1]), message=message,
+        return [self.finding(step=int(row["step"]), end_step=settled if settled is not None else int(grad["step"].iloc[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.8)]
 
     def _climb_finding(self, run: Run, grad: pd.DataFrame, climb: Climb) -> Finding:
@@ -99,7 +105,7 @@ class GradExplosion(Check):
                                  note="first value out of the usual band"), level, row_evidence(run, peak, note="peak")]
         if climb.start > 0:
             evidence.insert(0, row_evidence(run, grad.iloc[climb.start - 1], note="last value at the usual level"))
-        return self.finding(step=int(row["step"]), end_step=settled or int(grad["step"].iloc[-1]), message=message,
+        return self.finding(step=int(row["step"]), end_step=settled if settled is not None else int(grad["step"].iloc[-1]), message=message,
                             fix=self.documentation()["Fix"], evidence=evidence, confidence=0.75)
 
 

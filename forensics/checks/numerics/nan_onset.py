@@ -10,12 +10,13 @@ import pandas as pd
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.numerics.precursors import first_warning_sign
-from forensics.checks.series import training_losses
+from forensics.checks.series import busiest_source, training_losses
 from forensics.formatting import fmt_lr, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
 
 FINITE_VALUES_SHOWN = 3
+LR_NOTE = "LR at the onset; "
 
 
 class NanOnset(Check):
@@ -83,7 +84,7 @@ class NanOnset(Check):
             message += (" Last finite values: "
                         + ", ".join(fmt_value(float(v)) for v in before["value"].tail(FINITE_VALUES_SHOWN)) + ".")
         if lr_evidence:
-            message += f" LR at the onset: {fmt_lr(lr_evidence[0].observed)} ({lr_evidence[0].note.split('; ')[1]})."
+            message += f" LR at the onset: {fmt_lr(lr_evidence[0].observed)} ({lr_evidence[0].note.removeprefix(LR_NOTE)})."
         if warning_sign is not None:
             message += f" First warning sign: {warning_sign[0]}."
         restart = _last_healthy_checkpoint(run, onset_step)
@@ -102,15 +103,18 @@ def _lr_at(run: Run, step: int) -> list[Evidence]:
     lr = run.series(aliases.LR, group=0)
     if lr.empty:
         return []
-    busiest = lr["source"].value_counts().idxmax()  # the densest log has the LR of the onset step itself
-    lr = lr[(lr["source"] == busiest) & (lr["step"] <= step) & np.isfinite(lr["value"].to_numpy())]
+    lr = busiest_source(lr)  # the densest log has the LR of the onset step itself
+    lr = lr[(lr["step"] <= step) & np.isfinite(lr["value"].to_numpy())]
     if lr.empty:
         return []
     lr = lr.sort_values(["segment", "step"], kind="stable")
     at_onset = lr.iloc[-1]
     peak = lr.loc[lr["value"].idxmax()]
-    note = f"LR at the onset; peak so far {fmt_lr(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
-    return [row_evidence(run, at_onset, note=note)]
+    return [row_evidence(run, at_onset, note=LR_NOTE + _peak_text(peak))]
+
+
+def _peak_text(peak: pd.Series) -> str:
+    return f"peak so far {fmt_lr(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
 
 
 def _checkpoints_around(run: Run, step: int) -> list[Evidence]:

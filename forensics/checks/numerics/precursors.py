@@ -8,6 +8,7 @@ import pandas as pd
 from forensics.checks.base import Evidence
 from forensics.checks.evidence import row_evidence
 from forensics.checks.numerics.spikes import first_spike
+from forensics.checks.series import busiest_source
 from forensics.formatting import fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -35,8 +36,8 @@ def _before(run: Run, metric: str, onset_step: int) -> pd.DataFrame:
     series = run.series(metric, group=0)
     if series.empty:
         return series
-    busiest = series["source"].value_counts().idxmax()
-    series = series[(series["source"] == busiest) & (series["step"] < onset_step)]
+    series = busiest_source(series)
+    series = series[series["step"] < onset_step]
     return series.sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence, row_locator
+from forensics.checks.series import busiest_source
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -51,8 +52,7 @@ class LossPlateau(Check):
         loss = loss[np.isfinite(loss["value"].to_numpy())]
         if len(loss) < MIN_POINTS:
             raise NotApplicable(f"needs a finite training loss series with at least {MIN_POINTS} points")
-        busiest = loss["source"].value_counts().idxmax()
-        loss = loss[loss["source"] == busiest].sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
+        loss = busiest_source(loss).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
         plateau = find_plateau(loss["value"].to_numpy())
         if plateau is None:
             return []

@@ -67,12 +67,15 @@ def _step_rewind(run: Run, resume: Resume):
         return None, []
     newest = checkpoints_between(run, None, rewound_from)
     resumable = max((c.global_step for c in newest), default=None)
-    if resume.step == 0 or resume.step < (resumable or 0) and resume.step <= rewound_from // 2:
-        item = Evidence(resume.segment.sources[0] if resume.segment.sources else ".", "segment start",
-                        resume.step, expected=f"about {fmt_step(resumable or rewound_from)}",
-                        note=f"the previous process had reached step {fmt_step(rewound_from)}")
+    if resume.step == 0 or (resume.step < (resumable or 0) and resume.step <= rewound_from // 2):
+        items = [Evidence(resume.segment.sources[0] if resume.segment.sources else ".", "segment start",
+                          resume.step, expected=f"about {fmt_step(resumable or rewound_from)}",
+                          note=f"the previous process had reached step {fmt_step(rewound_from)}")]
+        if resume.lr_before is not None and resume.lr_after is not None:
+            items += [row_evidence(run, resume.lr_before, note="last step logged before the restart"),
+                      row_evidence(run, resume.lr_after, note="first step logged after the restart")]
         return (f"the step counter restarted at {fmt_step(resume.step)} although the previous process had "
-                f"reached step {fmt_step(rewound_from)} (global step / start epoch reset on resume)"), [item]
+                f"reached step {fmt_step(rewound_from)} (global step / start epoch reset on resume)"), items
     return None, []
 
 

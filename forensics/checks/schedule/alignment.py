@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forensics.checks.base import Evidence, NotApplicable
+from forensics.checks.series import busiest_source
 from forensics.model import aliases
 from forensics.model.run import Run
 from forensics.schedule import IntendedSchedule, ScheduleComparison, compare_schedule
@@ -45,8 +46,7 @@ def first_segment_lr(run: Run) -> pd.DataFrame:
     if lr.empty:
         raise NotApplicable("needs an LR series; none found")
     lr = lr[np.isfinite(lr["value"].to_numpy()) & (lr["segment"] == lr["segment"].min())]
-    busiest = lr["source"].value_counts().idxmax()
-    lr = lr[lr["source"] == busiest].sort_values("step", kind="stable").drop_duplicates("step", keep="last")
+    lr = busiest_source(lr).sort_values("step", kind="stable").drop_duplicates("step", keep="last")
     if len(lr) < MIN_POINTS:
         raise NotApplicable(f"needs at least {MIN_POINTS} LR points in the run's first segment; found {len(lr)}")
     return lr.reset_index(drop=True)

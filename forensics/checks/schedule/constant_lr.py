@@ -10,7 +10,12 @@ import pandas as pd
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.schedule.alignment import MIN_CONFIDENCE, intent_evidence
-from forensics.checks.schedule.scheduler_facts import SavedScheduler, expects_lr_change, saved_schedulers
+from forensics.checks.schedule.scheduler_facts import (
+    SavedScheduler,
+    expects_lr_change,
+    saved_schedulers,
+)
+from forensics.checks.series import busiest_source
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -128,8 +133,7 @@ def _main_lr_series(run: Run) -> pd.DataFrame:
     lr = run.series(aliases.LR, group=0)
     if lr.empty:
         return lr
-    busiest = lr["source"].value_counts().idxmax()
-    lr = lr[lr["source"] == busiest]
+    lr = busiest_source(lr)
     return lr[np.isfinite(lr["value"].to_numpy())]
 
 

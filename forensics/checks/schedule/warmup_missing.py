@@ -7,6 +7,7 @@ import numpy as np
 from forensics.checks.base import Check, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.numerics.spikes import first_spike
+from forensics.checks.series import busiest_source
 from forensics.formatting import fmt_lr, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -44,13 +45,14 @@ class WarmupMissing(Check):
         loss = run.series(aliases.LOSS, group=0)
         if len(lr) < 2 or len(loss) < 20:
             raise NotApplicable("needs an LR series and a training loss series with at least 20 points")
-        lr = lr.sort_values(["segment", "step"], kind="stable")
+        lr = lr[np.isfinite(lr["value"].to_numpy())].sort_values(["segment", "step"], kind="stable")
+        if lr.empty:
+            raise NotApplicable("the LR series holds no finite value")
         first_lr, peak_lr = float(lr["value"].iloc[0]), float(np.nanmax(lr["value"].to_numpy()))
         if not peak_lr > 0 or first_lr < FULL_LR * peak_lr:
             return []
         loss = loss[loss["segment"] == loss["segment"].min()]  # the run's first start, not a resume
-        busiest = loss["source"].value_counts().idxmax()
-        loss = loss[loss["source"] == busiest]
+        loss = busiest_source(loss)
         loss = loss.sort_values("step", kind="stable").reset_index(drop=True)
         steps = loss["step"].to_numpy()
         horizon = steps[0] + max(EARLY_MIN_STEPS, EARLY_SHARE * (steps[-1] - steps[0]))
