@@ -48,12 +48,16 @@ class ValStuck(Check):
         gain = _training_gain(run)
         if gain is None:
             raise NotApplicable("needs a training loss series to compare validation against")
-        findings = []
+        if gain < TRAINING_GAIN:
+            raise NotApplicable(f"the training loss fell by {gain:.0%} only, so a flat validation metric is no "
+                                "contradiction")
+        findings, tested = [], 0
         for name in metrics:
             values = run.series(name)
             values = values[np.isfinite(values["value"].to_numpy())].sort_values("step", kind="stable")
-            if len(values) < MIN_EVALUATIONS or gain < TRAINING_GAIN:
+            if len(values) < MIN_EVALUATIONS:
                 continue
+            tested += 1
             spread = float(values["value"].max() - values["value"].min())
             scale = 100.0 if values["value"].abs().max() > 1.0 else 1.0
             if spread > FROZEN * scale:
@@ -68,6 +72,8 @@ class ValStuck(Check):
                           row_evidence(run, last, expected=f"different from {fmt_value(float(first['value']))}",
                                        note="last evaluation")],
                 confidence=0.8))
+        if not tested:
+            raise NotApplicable(f"no validation metric has {MIN_EVALUATIONS} finite evaluations")
         return findings
 
 

@@ -138,7 +138,7 @@ def _main_lr_series(run: Run) -> pd.DataFrame:
 
 
 def _longest_flat_stretch(values: np.ndarray) -> tuple[int, int]:
-    """First and last index of the longest run of values within BAND of the run's first value."""
+    """First and last index of the longest run of values that stay within BAND of that run's own first value."""
     best = (0, 0)
     start = 0
     while start < len(values):

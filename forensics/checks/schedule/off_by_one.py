@@ -50,8 +50,9 @@ class OffByOne(Check):
                            f"line {warning.line})")
             evidence.append(Evidence(warning.source, f"line {warning.line}", warning.text, note="torch's warning"))
         if not reasons:
-            if not run.checkpoints and not run.events and run.series(aliases.LR).empty:
-                raise NotApplicable("needs checkpoints with scheduler state, a log with torch's warnings, or an LR series")
+            if warning is None and not counter_offsets(run.checkpoints, "global_step"):
+                raise NotApplicable("needs scheduler counters in checkpoints or torch's ordering warning in a log "
+                                    "(a logged LR one step ahead alone may be a logging offset)")
             if warning is not None:
                 raise NotApplicable(f"torch's ordering warning is explained by a skipped first step ({harmless})")
             return []

@@ -15,6 +15,7 @@ from forensics.schedule import name_time_scale
 ENDED_BY = 0.75      # the run covered at most this share of the horizon
 LR_FAR = 10.0        # ... and its last LR is this many times the schedule's final LR (or more)
 _CRASH_EVENTS = ("traceback", "oom")
+ACCUMULATION_KEYS = ("gradient_accumulation_steps", "accumulate_grad_batches", "accum_steps")
 
 
 class ScheduleIncomplete(Check):
@@ -63,7 +64,7 @@ class ScheduleIncomplete(Check):
             if float(last_row["value"]) < LR_FAR * schedule_end["lr"]:
                 return []
         ratio = intended.horizon / steps_taken
-        accumulation = _config_value(run, "gradient_accumulation_steps", "accumulate_grad_batches", "accum_steps")
+        accumulation = _config_value(run, *ACCUMULATION_KEYS)
         names = name_time_scale(ratio, intended.steps_per_epoch, accumulation, _config_value(run, "world_size"))
         message = (f"The run ended at step {fmt_step(steps_taken - 1)}, {fmt_percent(share)} of the way through "
                    f"{intended.spec} (horizon {fmt_step(intended.horizon)})"
@@ -75,7 +76,8 @@ class ScheduleIncomplete(Check):
             evidence.insert(0, row_evidence(run, last_row, expected=schedule_end["lr"] if schedule_end else None,
                                             note="last LR logged"))
         if accumulation:
-            evidence.append(Evidence("(configs)", "gradient accumulation", accumulation, note="from the run's config"))
+            path, key, _ = _config_statement(run, *ACCUMULATION_KEYS)
+            evidence.append(Evidence(path, f"config key {key}", accumulation, note="gradient accumulation stated by the run"))
         return [self.finding(step=steps_taken - 1, end_step=intended.horizon, message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.75)]
 
@@ -93,9 +95,15 @@ def _factor_hint(ratio: float, names: tuple[str, ...]) -> str:
 
 def _config_value(run: Run, *keys: str) -> int | None:
     """The first integer a config states under one of `keys` (normalised intent or raw)."""
-    for config in run.configs.values():
+    stated = _config_statement(run, *keys)
+    return stated[2] if stated else None
+
+
+def _config_statement(run: Run, *keys: str) -> tuple[str, str, int] | None:
+    """(config path, key, value) of the first positive integer a config states under one of `keys`."""
+    for path, config in run.configs.items():
         for key in keys:
             value = config.get(key) if isinstance(config, dict) else None
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                return int(value)
+                return path, key, int(value)
     return None
