@@ -14,6 +14,6 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_templates_are_found_through_the_package():
-    from forensics.render.environment import _templates_dir
+    from forensics.render.environment import templates_dir
 
-    assert (_templates_dir() / "report.html.j2").is_file()
+    assert (templates_dir() / "report.html.j2").is_file()

@@ -34,6 +34,16 @@ class FailOn(str, Enum):
     warning = "warning"
     never = "never"
 
+    @property
+    def severities(self) -> tuple[str, ...]:
+        """Finding severities that make the command exit 1."""
+        return {"error": ("error",), "warning": ("error", "warning"), "never": ()}[self.value]
+
+
+def invoked_command() -> str:
+    """The command line as typed, for the report's provenance."""
+    return "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+
 
 def analyze(
     run_dir: Path = typer.Argument(..., help="The run directory: event files, logs, checkpoints, configs."),
@@ -56,7 +66,7 @@ def analyze(
                                       help="Also read files behind symbolic links that lead outside RUN_DIR."),
 ) -> None:
     """Analyse RUN_DIR and write a post-mortem report. Exit 0 when analysis ran, whatever it found."""
-    command = "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+    command = invoked_command()
     options = schedule_options(schedule, base_lr, steps_per_epoch, interval.value if interval else None)
     report = analyze_run(run_dir, command=command, schedule=options, follow_links=follow_links)
     text = RENDERERS[output_format.value](report)
@@ -64,7 +74,7 @@ def analyze(
     where = write_report(text, destination, run_dir)
     if not quiet:
         print_summary(report, where if str(destination) != STDOUT else None)
-    severities = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on.value]
+    severities = fail_on.severities
     if any(finding.severity in severities for finding in report.findings):
         raise typer.Exit(EXIT_FINDINGS)
     if strict and report.input_problems:

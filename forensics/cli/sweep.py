@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import typer
 
-from forensics.cli.analyze import EXIT_FINDINGS, FailOn, Interval
+from forensics.cli.analyze import EXIT_FINDINGS, FailOn, Interval, invoked_command
 from forensics.cli.summary import print_sweep_summary
 from forensics.errors import ForensicsError
 from forensics.schedule import schedule_options
@@ -35,7 +33,7 @@ def sweep(
                                       help="Also walk and read symbolic links that lead outside ROOT."),
 ) -> None:
     """Analyse every run under ROOT into OUT_DIR. Exit 0 when the sweep ran, whatever it found."""
-    command = "forensics " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+    command = invoked_command()
     chosen = tuple(name.strip() for name in formats.split(",") if name.strip())
     if not chosen:
         raise ForensicsError("--format: give at least one of html,json,md")
@@ -44,6 +42,6 @@ def sweep(
                         command=command)
     if not quiet:
         print_sweep_summary(result)
-    severities = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on.value]
+    severities = fail_on.severities
     if result.matches_fail_on(severities):
         raise typer.Exit(EXIT_FINDINGS)

@@ -21,7 +21,6 @@ def templates_dir() -> Path:
     raise FileNotFoundError(f"report templates not found beside {package}; the installation is incomplete")
 
 
-_templates_dir = templates_dir  # older name, kept for callers outside render/
 
 
 def _md_cell(text) -> str:
