@@ -21,8 +21,6 @@ def templates_dir() -> Path:
     raise FileNotFoundError(f"report templates not found beside {package}; the installation is incomplete")
 
 
-
-
 def _md_cell(text) -> str:
     """Text safe inside a Markdown table cell: no pipe, no newline, no stray backtick."""
     return " ".join(str(text).split()).replace("|", "\\|").replace("`", "\\`")
