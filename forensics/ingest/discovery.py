@@ -128,11 +128,7 @@ def _walk(directory: Path, root: Path, discovery: Discovery, entered: set[tuple[
             discovery.problems.append(_unreadable(path, root, error, broken_link=entry.is_symlink()))
             continue
         if entry.is_symlink() and not follow_external_links and not _inside(path, root):
-            shown = _display(path, root)
-            discovery.problems.append(InputProblem(
-                code="link_outside_run", path=shown, severity="info",
-                message=f"{shown}: symbolic link to {os.path.realpath(path)}, outside the run directory; not read "
-                        "(--follow-links reads it)"))
+            discovery.problems.append(_outside_link(path, root, "the run directory; not read (--follow-links reads it)"))
             continue
         if stat.S_ISDIR(entry_stat.st_mode):
             if _is_hf_checkpoint_dir(path):
@@ -187,6 +183,12 @@ def _add_hf_checkpoint_dir(path: Path, root: Path, discovery: Discovery, dir_sta
             total_size += member.stat().st_size
     discovery.files.append(FoundFile(path, _display(path, root), HF_CHECKPOINT_DIR, total_size,
                                      dir_stat.st_mtime, tuple(members)))
+
+
+def _outside_link(path: Path, root: Path, consequence: str) -> InputProblem:
+    shown = _display(path, root)
+    return InputProblem(code="link_outside_run", path=shown, severity="info",
+                        message=f"{shown}: symbolic link to {os.path.realpath(path)}, outside {consequence}")
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -298,10 +300,6 @@ def _find_runs(directory: Path, root: Path, found: FoundRuns, entered: set[tuple
         if not is_folder:
             continue
         if entry.is_symlink() and not follow_external_links and not _inside(path, root):
-            shown = _display(path, root)
-            found.problems.append(InputProblem(
-                code="link_outside_run", path=shown, severity="info",
-                message=f"{shown}: symbolic link to {os.path.realpath(path)}, outside the sweep root; not walked "
-                        "(--follow-links walks it)"))
+            found.problems.append(_outside_link(path, root, "the sweep root; not walked (--follow-links walks it)"))
             continue
         _find_runs(path, root, found, entered, follow_external_links)

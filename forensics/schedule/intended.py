@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from forensics.ingest.scheduler_state import json_float, json_safe
 from forensics.model import aliases
 from forensics.model.run import Run
 from forensics.schedule.facts import RunFacts, run_facts
-from forensics.schedule.infer import clean_series, confidence_from_residual, fit_families
+from forensics.schedule.infer import (
+    clean_series,
+    confidence_from_residual,
+    fit_families,
+)
 from forensics.schedule.replay import MAX_REPLAY_STEPS, replay
-from forensics.schedule.sources import (Candidate, ScheduleOptions, from_checkpoints, from_cli, from_configs,
-                                        spec_horizon)
+from forensics.schedule.sources import (
+    Candidate,
+    ScheduleOptions,
+    from_checkpoints,
+    from_cli,
+    from_configs,
+    spec_horizon,
+)
 from forensics.schedule.spec import ScheduleSpec
 
 CHART_POINTS = 200
@@ -80,10 +91,10 @@ class IntendedSchedule:
         """JSON form: the facts, key points and up to ~200 sampled [step, lr] points (never the full arrays)."""
         return {
             "source": self.source, "source_detail": self.source_detail, "spec": self.spec,
-            "class_name": self.class_name, "params": _json_safe(self.params), "interval": self.interval,
+            "class_name": self.class_name, "params": json_safe(self.params), "interval": self.interval,
             "interval_basis": self.interval_basis, "steps_per_epoch": self.steps_per_epoch, "horizon": self.horizon,
-            "base_lrs": [_finite(v) for v in self.base_lrs], "confidence": round(self.confidence, 3),
-            "residual": _finite(self.residual), "approximate": self.approximate, "notes": list(self.notes),
+            "base_lrs": [json_float(v) for v in self.base_lrs], "confidence": round(self.confidence, 3),
+            "residual": json_float(self.residual), "approximate": self.approximate, "notes": list(self.notes),
             "disagreements": list(self.disagreements), "replayed_as": self.replayed_as,
             "key_points": self.key_points(), "points": self.sampled_points(),
         }
@@ -272,17 +283,3 @@ def _unreplayable_notes(run: Run, declared: list[Candidate]) -> list[str]:
 
 def _point(index: int, values: np.ndarray) -> dict:
     return {"step": index, "lr": float(values[index])}
-
-
-def _finite(value):
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _json_safe(value):
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    return value
