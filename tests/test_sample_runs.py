@@ -60,16 +60,41 @@ def series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(step, value) for point_tag, step, value in read_scalars(run_dir) if point_tag == tag]
 
 
-def same_values(left: list[tuple], right: list[tuple]) -> bool:
-    """Exact equality of (tag, step, value) lists, with NaN equal to NaN."""
+# Another CPU (or thread count) rounds a training loop's float32 sums differently: the committed runs
+# differ from a regeneration elsewhere in the last bits, growing to ~1e-4 in a run that diverges. The
+# structure (tags, steps, which values are NaN) and the schedule's LR do not move; the rest is compared
+# to this relative tolerance, far below anything a check or a label depends on.
+TRAINING_FLOAT_NOISE = 1e-2
+LR_FLOAT_NOISE = 1e-6
+
+
+def same_values(left: list[tuple], right: list[tuple], rel: float = 0.0) -> bool:
+    """(tag, step, value) lists with equal tags and steps, NaN where the other has NaN, and values equal
+    to `rel` (exactly when 0); LR tags (computed by the scheduler, not the loop) always to LR_FLOAT_NOISE."""
     if len(left) != len(right):
         return False
     for a, b in zip(left, right):
         if a[:-1] != b[:-1]:
             return False
-        if not (a[-1] == b[-1] or (math.isnan(a[-1]) and math.isnan(b[-1]))):
+        if math.isnan(a[-1]) or math.isnan(b[-1]):
+            if not (math.isnan(a[-1]) and math.isnan(b[-1])):
+                return False
+            continue
+        tolerance = min(rel, LR_FLOAT_NOISE) if "lr" in a[0].split("/")[-1] else rel
+        if not (a[-1] == b[-1] or math.isclose(a[-1], b[-1], rel_tol=tolerance)):
             return False
     return True
+
+
+def same_manifest(left, right, rel: float = TRAINING_FLOAT_NOISE) -> bool:
+    """Manifest entries equal, floats to `rel` (they are measured from the loop's values)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same_manifest(left[k], right[k], rel) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(same_manifest(a, b, rel) for a, b in zip(left, right))
+    if isinstance(left, float) and isinstance(right, float):
+        return left == right or math.isclose(left, right, rel_tol=rel) or (math.isnan(left) and math.isnan(right))
+    return left == right
 
 
 def test_every_run_is_in_the_manifest(generated):
@@ -238,8 +263,22 @@ def test_committed_run_matches_the_generator(generated, name):
     if not (committed / "tb").is_dir():
         pytest.skip(f"{committed} is not committed")
     out_dir, manifest = generated
-    assert same_values(read_scalars(committed), read_scalars(out_dir / name)), (
-        f"{committed} differs from the generator's output; regenerate: .venv/bin/python sample_runs/generate.py"
+    assert same_values(read_scalars(committed), read_scalars(out_dir / name), rel=TRAINING_FLOAT_NOISE), (
+        f"{committed} differs from the generator's output beyond float noise; regenerate: "
+        ".venv/bin/python sample_runs/generate.py"
     )
     committed_manifest = json.loads((SAMPLE_RUNS_DIR / MANIFEST_NAME).read_text())
-    assert committed_manifest[name] == manifest[name]
+    assert same_manifest(committed_manifest[name], manifest[name])
+
+
+def test_float_noise_tolerance_still_catches_real_drift():
+    run = [("train/loss", 0, 0.7460758686), ("train/lr", 0, 0.003), ("train/loss", 1, float("nan"))]
+    other_cpu = [("train/loss", 0, 0.7460758090), ("train/lr", 0, 0.003), ("train/loss", 1, float("nan"))]
+    assert same_values(run, other_cpu, rel=TRAINING_FLOAT_NOISE)
+    assert not same_values(run, other_cpu)  # exact comparison (same machine, same process)
+    assert not same_values(run, [("train/loss", 0, 0.80), *other_cpu[1:]], rel=TRAINING_FLOAT_NOISE)
+    assert not same_values(run, [other_cpu[0], ("train/lr", 0, 0.0031), other_cpu[2]], rel=TRAINING_FLOAT_NOISE)
+    assert not same_values(run, [*other_cpu[:2], ("train/loss", 1, 1.0)], rel=TRAINING_FLOAT_NOISE)
+    assert not same_values(run, [*other_cpu[:2], ("train/loss", 2, float("nan"))], rel=TRAINING_FLOAT_NOISE)
+    assert same_manifest({"a": [1, 0.5], "b": "x"}, {"a": [1, 0.5000001], "b": "x"})
+    assert not same_manifest({"a": [1, 0.5]}, {"a": [2, 0.5]})
