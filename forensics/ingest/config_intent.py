@@ -12,23 +12,41 @@ from __future__ import annotations
 NODE_BUDGET = 5000
 RAW_LIMITS = {"depth": 6, "items": 50, "string": 500, "nodes": 2000}
 
-# normalised key -> config key names (lowercase), in order of preference
+# normalised key -> config key names (lowercase), in order of preference. The vocabularies: HF
+# TrainingArguments / trainer_state.json, timm, Lightning, Megatron, DeepSpeed, mmengine, fairseq, yolov5.
 _KEYS = {
     "optimizer": ("optimizer", "optim", "opt", "optimizer_name", "optimizer_type"),
     "scheduler": ("lr_scheduler", "scheduler", "lr_scheduler_type", "sched", "lr_policy", "param_scheduler",
-                  "scheduler_name", "lr_schedule"),
-    "epochs": ("epochs", "num_epochs", "max_epochs", "num_train_epochs", "n_epochs", "total_epochs", "max_epoch"),
+                  "scheduler_name", "lr_schedule", "lr_decay_style", "decay_style", "lr_scheduler_name"),
+    "epochs": ("epochs", "num_epochs", "max_epochs", "num_train_epochs", "n_epochs", "total_epochs", "max_epoch",
+               "max_epoch_num"),
     "batch_size": ("batch_size", "per_device_train_batch_size", "train_batch_size", "batch", "bs",
                    "samples_per_gpu", "batch_size_per_gpu", "micro_batch_size"),
     "gradient_accumulation_steps": ("gradient_accumulation_steps", "accumulate_grad_batches", "grad_accum_steps",
-                                    "accumulation_steps", "grad_accum", "update_freq", "accumulate"),
-    "warmup_steps": ("warmup_steps", "warmup_iters", "num_warmup_steps", "warmup_updates", "lr_warmup_steps"),
-    "warmup_epochs": ("warmup_epochs", "warmup_epoch"),
-    "warmup_ratio": ("warmup_ratio", "warmup_proportion", "pct_start"),
+                                    "accumulation_steps", "grad_accum", "update_freq", "accumulate",
+                                    "accum_steps", "gradient_accumulation", "accum_iter", "grad_accumulation_steps"),
+    "warmup_steps": ("warmup_steps", "warmup_iters", "num_warmup_steps", "warmup_updates", "lr_warmup_steps",
+                     "lr_warmup_iters", "warmup_num_steps", "warmup_step"),
+    "warmup_epochs": ("warmup_epochs", "warmup_epoch", "lr_warmup_epochs"),
+    "warmup_ratio": ("warmup_ratio", "warmup_proportion", "pct_start", "lr_warmup_fraction", "warmup_fraction"),
     "max_steps": ("max_steps", "max_iters", "total_steps", "train_steps", "max_update", "num_training_steps",
-                  "total_iters", "max_iterations"),
-    "base_lr": ("lr", "learning_rate", "base_lr", "lr0", "max_lr", "init_lr", "initial_lr", "peak_lr"),
+                  "max_iterations", "train_iters", "total_num_steps", "max_train_steps", "num_train_steps",
+                  "total_training_steps", "max_num_steps"),
+    # A decay horizon stated apart from the run length (Megatron lr_decay_iters; DeepSpeed/timm decay).
+    "decay_steps": ("lr_decay_iters", "lr_decay_steps", "decay_steps", "decay_iters"),
+    "decay_epochs": ("decay_epochs", "lr_decay_epochs"),
+    "cooldown_epochs": ("cooldown_epochs",),
+    "steps_per_epoch": ("steps_per_epoch", "iters_per_epoch", "num_update_steps_per_epoch", "batches_per_epoch"),
+    "world_size": ("world_size", "_n_gpu", "n_gpu", "num_processes", "num_gpus", "ngpus", "gpus", "devices",
+                   "distributed_world_size", "nproc_per_node"),
+    "base_lr": ("lr", "learning_rate", "base_lr", "lr0", "max_lr", "init_lr", "initial_lr", "peak_lr",
+                "warmup_max_lr"),
+    "min_lr": ("min_lr", "eta_min", "lr_min", "min_learning_rate", "end_lr", "final_lr", "lr_end"),
+    "warmup_lr": ("warmup_lr", "warmup_init_lr", "warmup_start_lr", "warmup_min_lr", "warmup_lr_init"),
     "interval": ("interval",),
+    "frequency": ("frequency",),
+    "by_epoch": ("by_epoch",),
+    "global_step": ("global_step",),
 }
 _NAME_KEYS = ("type", "name", "class_path", "class", "_target_", "scheduler")
 _PARAM_KEYS = ("init_args", "params", "kwargs", "args")
@@ -45,7 +63,16 @@ def normalise(config: dict, framework: str | None = None) -> dict:
         for name, spellings in _KEYS.items():
             if name in intent or key.lower() not in spellings:
                 continue
+            if name == "warmup_steps" and isinstance(value, float) and 0 < value < 1:
+                name = "warmup_ratio"  # transformers 5 takes a warmup_steps below 1 as a ratio
+                if name in intent:
+                    continue
             normalised = _scheduler(value) if name == "scheduler" else _scalar(name, value)
+            if name == "scheduler" and isinstance(value, list) and normalised is not None:
+                chain = [_scheduler(item) for item in value[:10] if isinstance(item, dict)]
+                if len(chain) > 1 and all(chain):
+                    intent["scheduler_chain"] = chain  # mmengine param_scheduler: warmup + main, in order
+                    found_at["scheduler_chain"] = path
             if normalised is not None:
                 intent[name] = normalised
                 found_at[name] = path
@@ -106,6 +133,9 @@ def _walk(config, path: str = "", budget: list[int] | None = None):
         yield from _walk(child, where, budget)
 
 
+_FLOATS = ("base_lr", "warmup_ratio", "min_lr", "warmup_lr")
+
+
 def _scalar(name: str, value):
     if name == "optimizer":
         if isinstance(value, dict):
@@ -114,17 +144,23 @@ def _scalar(name: str, value):
         return value if isinstance(value, str) and value else None
     if name == "interval":
         return value if value in ("step", "epoch") else None
+    if name == "by_epoch":
+        return value if isinstance(value, bool) else None
     if isinstance(value, list) and value and name == "gradient_accumulation_steps":
         value = value[0]  # fairseq's update_freq is a list per epoch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, str):
             try:
-                value = float(value) if name in ("base_lr", "warmup_ratio") else int(value)
+                value = float(value) if name in _FLOATS else int(value)
             except ValueError:
                 return None
         else:
             return None
-    if name in ("base_lr", "warmup_ratio"):
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    if name == "min_lr":
+        return float(value) if value >= 0 else None
+    if name in _FLOATS:
         return float(value) if value > 0 else None
     return int(value) if value > 0 and float(value).is_integer() else None
 

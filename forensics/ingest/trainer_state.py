@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.ingest.config_intent import bounded
+from forensics.ingest.config_intent import bounded, normalise
 from forensics.ingest.discovery import FoundFile
 from forensics.ingest.limits import MAX_TRAINER_STATE_BYTES, MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.logs.formats.base import to_number
@@ -73,10 +73,7 @@ def read_trainer_state(found: FoundFile) -> SourceRead:
     series = [TaggedSeries(key, np.array(steps, dtype="int64"), np.array(values, dtype="float64"),
                            np.full(len(steps), np.nan), np.array(records, dtype="int64"), step_basis="logged")
               for key, (steps, values, records) in columns.items()]
-    config = {key: state[key] for key in _COUNTERS if key in state}
-    if "num_train_epochs" in config:
-        config["epochs"] = config["num_train_epochs"]
-    config["raw"] = bounded({key: value for key, value in state.items() if key != "log_history"})
+    config = _stated_counters(state)
     values_read = sum(len(item.steps) for item in series)
     detail = (f"log_history: {len(history)} entries, {values_read} values in {len(series)} series; "
               f"global_step {state.get('global_step')}, max_steps {state.get('max_steps')}")
@@ -84,6 +81,27 @@ def read_trainer_state(found: FoundFile) -> SourceRead:
                       detail=detail, problems=problems[:20] + ([capped] if capped else []), series=series, config=config,
                       coverage={"entries": len(history), "entries_without_step": len(problems),
                                 "step_basis": {item.tag: "logged" for item in series}})
+
+
+def _stated_counters(state: dict) -> dict:
+    """The counters as they are (`global_step`, `max_steps`, ...) plus the normalised intent keys
+    (`epochs`, `batch_size`, `steps_per_epoch`, `found_at`) that `forensics.model.stated` reads."""
+    counters = {key: state[key] for key in _COUNTERS if key in state}
+    intent = normalise({key: value for key, value in counters.items() if key != "epoch"})
+    intent.pop("raw", None)
+    config = {**counters, **intent}
+    found_at = dict(config.get("found_at") or {})
+    steps, epoch = to_number(state.get("global_step")), to_number(state.get("epoch"))
+    if steps and epoch and epoch > 0 and steps > 0:
+        # HF's epoch is fractional (global_step / optimizer steps per epoch), so the ratio is the epoch length.
+        ratio = steps / epoch
+        if round(ratio) >= 1 and abs(ratio - round(ratio)) <= 0.01 * ratio:
+            config["steps_per_epoch"] = int(round(ratio))
+            found_at["steps_per_epoch"] = f"global_step {int(steps)} / epoch {epoch:g}"
+    if found_at:
+        config["found_at"] = found_at
+    config["raw"] = bounded({key: value for key, value in state.items() if key != "log_history"})
+    return config
 
 
 def _failed(found: FoundFile, code: str, message: str) -> SourceRead:

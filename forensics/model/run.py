@@ -25,6 +25,7 @@ from forensics.ingest.problems import InputProblem
 from forensics.ingest.source import RunEvent
 
 if TYPE_CHECKING:
+    from forensics.model.stated import StatedFacts
     from forensics.schedule.intended import IntendedSchedule
 
 SERIES_COLUMNS = ("step", "value", "wall_time", "source", "tag", "group", "record", "segment")
@@ -81,6 +82,17 @@ class Run:
     # The schedule the run was meant to follow, set by analyze() (forensics.schedule.resolve_intended)
     # after the run is built; None when no source states one and none could be inferred.
     intended_schedule: IntendedSchedule | None = None
+    # What the run's own files state (horizons, accumulation, warmup, scheduler...), each fact with its
+    # file and key/line: forensics.model.stated. Collected on first use, once the run is built.
+    stated_facts: StatedFacts | None = field(default=None, repr=False)
+
+    @property
+    def stated(self) -> StatedFacts:
+        """The run's stated facts (`forensics.model.stated.collect`), collected once."""
+        if self.stated_facts is None:
+            from forensics.model.stated import collect  # stated reads the model; the model does not need it to load
+            self.stated_facts = collect(self)
+        return self.stated_facts
 
     @property
     def problems(self) -> list[InputProblem]:
