@@ -56,6 +56,23 @@ TRAINING_FAILURES = [
         task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=exponential(1.06),
         scheduler_text="ExponentialLR(gamma=1.06)", clip=1.0, log_every=5, checkpoint_every=5,
     ),
+    CaseSpec(
+        "grad_explosion_outlier_tb",
+        "One corrupt training record (inputs x1000) in a regression set, SGD with warmup + cosine and "
+        "clip_grad_norm_(max_norm=1.0): each pass over the record makes that batch's grad norm thousands of "
+        "times its running level while clipping keeps the loss finite.",
+        (TB,), (Expect("grad_explosion", "grad_spike", 10),),
+        task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=warmup_cosine(40),
+        scheduler_text=WARMUP_COSINE, clip=1.0, outlier_factor=1000.0,
+    ),
+    CaseSpec(
+        "grad_explosion_outlier_kv",
+        "The same corrupt record (inputs x3000), key=value lines every step and checkpoints each epoch.",
+        (OUT, CKPT), (Expect("grad_explosion", "grad_spike", 10),),
+        task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=warmup_cosine(40),
+        scheduler_text=WARMUP_COSINE, clip=1.0, outlier_factor=3000.0,
+        log_every=1,
+    ),
     # ---- momentum_cycling ---------------------------------------------------------------------
     CaseSpec(
         "momentum_cycling_tb",

@@ -281,12 +281,13 @@ def test_nan_onset_is_the_first_nonfinite_loss_after_a_warning_sign(cases, corpu
     assert spike["facts"]["recovered_loss_spike_steps"]
 
 
-def test_grad_explosion_grows_a_hundredfold_with_a_finite_loss(cases, corpus_dir):
-    entry = cases["grad_explosion_clipped_tb"]["expected_codes"][0]
-    norms = tb_series(corpus_dir / "grad_explosion_clipped_tb", "train/grad_norm")
+def test_grad_explosion_jumps_a_hundredfold_with_a_finite_loss(cases, corpus_dir):
+    # A corrupt record scaled x1000 makes the jump orders of magnitude, not a matter of float dynamics.
+    entry = cases["grad_explosion_outlier_tb"]["expected_codes"][0]
+    norms = tb_series(corpus_dir / "grad_explosion_outlier_tb", "train/grad_norm")
     assert grad_spike_steps(norms)[0] == entry["onset_step"]
     assert entry["facts"]["grad_norm_growth"] > 100 and entry["facts"]["loss_finite_throughout"]
-    assert all(math.isfinite(v) for _, v in tb_series(corpus_dir / "grad_explosion_clipped_tb", "train/loss"))
+    assert all(math.isfinite(v) for _, v in tb_series(corpus_dir / "grad_explosion_outlier_tb", "train/loss"))
 
 
 def test_momentum_cycles_in_checkpoints_and_in_the_logged_series(cases, corpus_dir):
