@@ -74,6 +74,45 @@ def canonical_metric(tag: str, context: str = "") -> MetricName:
     return MetricName(normalized)
 
 
+_NAME_WORDS = re.compile(r"[/\\\s:|_\-.@]+")
+_ADVERSARIAL_WORDS = {"gen", "generator", "disc", "discriminator", "critic", "adv", "adversarial", "g", "d"}
+_NOT_A_LOSS_WORDS = {"scale", "scaler", "weight", "weights", "coef", "coefficient", "best", "min", "lowest", "num",
+                     "count"}
+
+
+def metric_words(name: str) -> list[str]:
+    """A canonical metric name split into lower-case words (`train/box_loss` -> train, box, loss)."""
+    return [word for word in _NAME_WORDS.split(name.lower()) if word]
+
+
+def is_validation_metric(name: str) -> bool:
+    """Whether a canonical metric name is measured on held-out data (`val/...`, `eval_...`, `test_...`)."""
+    words = metric_words(name)
+    return bool(words) and (words[0] in _VALIDATION_WORDS or bool(set(words) & (_VALIDATION_WORDS - {"dev"})))
+
+
+def is_training_loss(name: str) -> bool:
+    """Whether a canonical metric is a training loss: the canonical `loss` or a component of it.
+
+    Components keep their own names (`train/box_loss`, `loss_cls`, `train_gen_loss`, `d_loss`,
+    `loss/ce`) and count as training losses for NaN and divergence; validation losses, loss
+    scales and loss weights do not, nor does a `best_loss` that only records the minimum so far.
+    """
+    if name == LOSS:
+        return True
+    words = metric_words(name)
+    if not any(word in ("loss", "losses") for word in words) or name in (VAL_LOSS, LOSS_SCALE):
+        return False
+    return not is_validation_metric(name) and not _NOT_A_LOSS_WORDS & set(words)
+
+
+def is_adversarial_loss(name: str) -> bool:
+    """A GAN's generator/discriminator loss: it measures a two-player balance, not progress, so a
+    flat one is an equilibrium, not a plateau."""
+    words = set(metric_words(name))
+    return bool(words & _ADVERSARIAL_WORDS) and is_training_loss(name)
+
+
 def _lr_group(normalized: str, words: list[str]) -> int | None:
     """Param-group index if the tag names a learning rate, else None."""
     if normalized in _LR_WORDS or normalized.endswith("learning rate") or normalized.endswith("learning_rate"):

@@ -10,20 +10,26 @@ import pandas as pd
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
 from forensics.checks.numerics.precursors import first_warning_sign
-from forensics.checks.series import busiest_source, training_losses
+from forensics.checks.series import all_training_losses, busiest_source
 from forensics.formatting import fmt_lr, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
 
 FINITE_VALUES_SHOWN = 3
 LR_NOTE = "LR at the onset; "
+# Without any training loss, a grad norm non-finite on this many logged values in a row up to the
+# end says the same thing (a single inf is a mixed-precision step the scaler skips).
+GRAD_NORM_NAN_RUN = 3
 
 
 class NanOnset(Check):
     """Training loss became NaN or infinite.
 
-    **Symptom**: the logged training loss turns into `nan` or `inf` at some step; with a loop
-    that does not stop, everything after it (weights, later checkpoints) is garbage.
+    **Symptom**: the logged training loss (or one of its components: `box_loss`, a generator or
+    discriminator loss, a per-head loss) turns into `nan` or `inf` at some step; with a loop that
+    does not stop, everything after it (weights, later checkpoints) is garbage. A run that logs no
+    loss but whose gradient norm is non-finite on every line from some step to the end (Megatron's
+    `grad norm: nan`) is reported the same way.
 
     **Bad run**: loss 0.41, 0.39, 3.7e+08, nan, nan, ... from step 3010 on, after the LR ramped up
     (or fp16 overflowed) and nothing stopped the loop.
@@ -42,9 +48,9 @@ class NanOnset(Check):
     needs = ("training loss series",)
 
     def run(self, run: Run) -> list[Finding]:
-        losses = training_losses(run)
+        losses = all_training_losses(run)
         if losses.empty:
-            raise NotApplicable("needs a training loss series; none found")
+            return self._grad_norm_only(run)
         values = losses["value"].to_numpy()
         nonfinite = ~np.isfinite(values)
         if not nonfinite.any():
@@ -55,6 +61,41 @@ class NanOnset(Check):
         before = same_series[(same_series["step"] < onset["step"]) & ~same_series["_nonfinite"]]
         after = same_series[same_series["step"] > onset["step"]]
         return [self._finding(run, onset, before, after)]
+
+    def _grad_norm_only(self, run: Run) -> list[Finding]:
+        """No loss logged: the grad norm non-finite on every line to the end is the onset."""
+        grad = run.series(aliases.GRAD_NORM, group=0)
+        if grad.empty:
+            raise NotApplicable("needs a training loss series (or a grad norm when no loss is logged); none found")
+        grad = busiest_source(grad).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
+        finite = np.isfinite(grad["value"].to_numpy())
+        tail = len(grad) - (int(np.flatnonzero(finite)[-1]) + 1 if finite.any() else 0)
+        if tail < GRAD_NORM_NAN_RUN:
+            return []
+        onset, last = grad.iloc[len(grad) - tail], grad.iloc[-1]
+        whole = "every one" if tail == len(grad) else f"the last {tail}"
+        message = (f"No training loss is logged, and {onset['tag']} was {fmt_value(float(onset['value']))} on {whole} "
+                   f"of its {len(grad)} logged values, from step {fmt_step(int(onset['step']))} to "
+                   f"{fmt_step(int(last['step']))}: the gradients are not finite, so every update is NaN or skipped.")
+        evidence = [row_evidence(run, onset, expected="finite", note="first non-finite grad norm, none finite after"),
+                    row_evidence(run, last, expected="finite", note="last logged grad norm")]
+        if finite.any():
+            evidence.insert(1, row_evidence(run, grad.iloc[len(grad) - tail - 1], note="last finite grad norm"))
+        evidence += _lr_at(run, int(onset["step"]))
+        scale = busiest_source(run.series(aliases.LOSS_SCALE, group=0))
+        scale = scale[scale["step"] <= int(onset["step"])]
+        if len(scale):
+            row = scale.loc[scale["step"].idxmax()]
+            evidence.append(row_evidence(run, row, note="loss scale at the onset (1 is a dynamic scaler's floor, "
+                                                         "or bf16/fp32 without scaling)"))
+        warning_sign = first_warning_sign(run, int(onset["step"]))
+        if warning_sign is not None:
+            evidence.insert(1, warning_sign[1])
+            message += f" First warning sign: {warning_sign[0]}."
+        fix = self.documentation()["Fix"] + (" Log the loss on the rank that prints the iteration line "
+                                             "(with pipeline parallelism only the last stage has it).")
+        return [self.finding(step=int(onset["step"]), end_step=int(last["step"]), message=message, fix=fix,
+                             evidence=evidence, confidence=0.7, severity="error")]
 
     def _finding(self, run: Run, onset: pd.Series, before: pd.DataFrame, after: pd.DataFrame) -> Finding:
         onset_step = int(onset["step"])
