@@ -71,12 +71,35 @@ class EventFile:
     bytes_read: int = 0
 
 
-def parse_event_file_name(name: str) -> tuple[str | None, int | None]:
-    """Host and pid from `events.out.tfevents.<time>.<host>.<pid>.<n>[.v2][suffix]`, else None."""
+@dataclass(frozen=True)
+class EventFileName:
+    """What an event file's name says about its writer: `events.out.tfevents.<time>.<host>.<pid>.<n>`.
+
+    `created` is the writer's creation time in whole seconds; `writer` is the writer's ordinal within
+    its process (tensorboard's and tensorboardX's per-process counter: 0 for a process's first writer),
+    so a later file of the same host and pid with a higher ordinal was opened by the same process.
+    """
+
+    created: int
+    host: str
+    pid: int
+    writer: int
+
+
+def event_file_name(name: str) -> EventFileName | None:
+    """The writer identity in an event file's base name, or None for a name of another shape."""
     match = _EVENT_NAME.match(name)
     if not match:
+        return None
+    return EventFileName(int(match["time"]), match["host"], int(match["pid"]), int(match["uid"]))
+
+
+def parse_event_file_name(name: str) -> tuple[str | None, int | None]:
+    """Host and pid from `events.out.tfevents.<time>.<host>.<pid>.<n>[.v2][suffix]`, else None."""
+    identity = event_file_name(name)
+    if identity is None:
         return None, None
-    return match["host"], int(match["pid"])
+    return identity.host, identity.pid
 
 
 def read_event_file(path: pathlib.Path, display_path: str) -> EventFile:

@@ -28,6 +28,8 @@ class LogRestart:
     source: str
     line: int
     reason: str
+    kind: str = "restart"               # "rewind" when only a counter going back shows it
+    rewound_from_step: int | None = None
 
 
 def log_restarts(metrics: dict[str, pd.DataFrame], events: list[RunEvent]) -> list[LogRestart]:
@@ -43,6 +45,38 @@ def log_restarts(metrics: dict[str, pd.DataFrame], events: list[RunEvent]) -> li
         return []
     busiest = max(found, key=lambda source: sum(len(lines) for lines in _lines_by_tag(metrics, source).values()))
     return found[busiest]
+
+
+def untimed_rewinds(metrics: dict[str, pd.DataFrame]) -> list[LogRestart]:
+    """Rewinds of the busiest source in a run without wall times or restart lines: wherever a series'
+    step goes back in file order. Rewinds of several series with no row of the source between them
+    are one. `line` is the record before the first rewound row, so `place_by_line` starts the new
+    segment at that row."""
+    counts: dict[str, int] = {}
+    for frame in metrics.values():
+        for source, rows in frame.groupby("source", observed=True):
+            counts[str(source)] = counts.get(str(source), 0) + len(rows)
+    if not counts:
+        return []
+    source = max(counts, key=counts.get)
+    found: dict[int, tuple[int, int, str]] = {}
+    for frame in metrics.values():
+        for tag, rows in frame[frame["source"] == source].groupby("tag", observed=True):
+            rows = rows.sort_values("record", kind="stable")
+            steps, records = rows["step"].to_numpy(), rows["record"].to_numpy()
+            for position in np.flatnonzero(steps[1:] < steps[:-1]) + 1:
+                line = int(records[position]) - 1
+                if line not in found:
+                    found[line] = (int(steps[position - 1]), int(steps[position]), str(tag))
+    all_lines = np.sort(np.concatenate([np.sort(lines) for lines in _lines_by_tag(metrics, source).values()]))
+    rewinds: list[LogRestart] = []
+    for line in sorted(found):
+        before, after, tag = found[line]
+        if rewinds and not np.any((all_lines > rewinds[-1].line + 1) & (all_lines <= line)):
+            continue  # the same moment seen in another series
+        rewinds.append(LogRestart(source, line, f"{tag} in {source} goes back from step {before} to {after} "
+                                  f"(record {line + 1})", "rewind", before))
+    return rewinds
 
 
 def place_by_line(metrics: dict[str, pd.DataFrame], restarts: list[LogRestart]) -> None:

@@ -20,13 +20,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from forensics.ingest.source import RunEvent
+from forensics.ingest.tensorboard import event_file_name
 from forensics.model.log_clock import LOG_KIND
-from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line
+from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line, untimed_rewinds
 from forensics.model.run import Segment, Source
 
 # A gap starts a segment only when it is both long in absolute terms and huge relative to the
@@ -44,6 +46,8 @@ class _Boundary:
     reason: str
     sources: tuple[str, ...] = ()
     rewound_from_step: int | None = None
+    lifetime: bool = False            # the start of a process lifetime (its event files are `sources`)
+    silence_from: float | None = None  # gaps: the last wall time before the silence
 
 
 def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
@@ -51,34 +55,52 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
     """Detect segments, write each row's segment index into `metrics` in place, return them.
 
     `events` are the run's log events: in a run without wall times, a log's restart banner or
-    resume line is the only evidence of a restart (`log_restarts`).
+    resume line is the only evidence of a restart (`log_restarts`). Every segment returned holds
+    rows: a boundary that would leave a stretch without any logged value is folded into its
+    neighbour, so every process lifetime is a segment with a real step range.
     """
-    boundaries = _lifetime_boundaries(sources) + _rewind_boundaries(metrics) + _gap_boundaries(metrics)
+    lifetimes = _lifetime_boundaries(sources)
+    within = _rewind_boundaries(metrics) + _gap_boundaries(metrics, lifetimes)
     restarts = log_restarts(metrics, list(events)) if _only_logs_timed(metrics, sources) else []
     restart_times = [_first_time_after(metrics, restart) for restart in restarts]
     by_line = bool(restarts) and any(np.isnan(wall_time) for wall_time in restart_times)
     if restarts and not by_line:  # a timed log: its restarts take their place among its gaps and rewinds
-        boundaries += [_Boundary(wall_time, "restart", restart.reason, (restart.source,))
-                       for restart, wall_time in zip(restarts, restart_times)]
-    boundaries = _merge_close(sorted(boundaries, key=lambda boundary: boundary.wall_time))
+        within += [_Boundary(wall_time, "restart", restart.reason, (restart.source,))
+                   for restart, wall_time in zip(restarts, restart_times)]
+    boundaries = _merge_close(lifetimes, within, _row_times(metrics))
     starts = np.array([boundary.wall_time for boundary in boundaries[1:]], dtype="float64")
+    owners = _lifetime_segments(boundaries)
     for frame in metrics.values():
-        frame["segment"] = _segment_of(frame, starts)
+        frame["segment"] = _segment_of(frame, starts, owners)
     folders = _version_folders(metrics)
-    if len(boundaries) == 1 and len(folders) > 1:
+    split = len(boundaries) == 1 and len(folders) > 1
+    if split:
         boundaries = _split_by_folder(metrics, folders)
-    elif by_line:
+    elif not restarts and len(boundaries) == 1 and not _row_times(metrics).size:
+        restarts = untimed_rewinds(metrics)  # no clock at all: a counter going back is the only sign
+        by_line = bool(restarts)
+    if by_line:
         # Some restart has no timed row after it: place every row by line and step order, as in a log
         # without timestamps (the restart lines are stronger evidence than the log's silences).
         for frame in metrics.values():
             frame["segment"] = 0
         place_by_line(metrics, restarts)
-        boundaries = boundaries[:1] + [_Boundary(np.nan, "restart", restart.reason, (restart.source,))
-                                       for restart in restarts]
-    else:
+        boundaries = boundaries[:1] + [_Boundary(np.nan, restart.kind, restart.reason, (restart.source,),
+                                                 restart.rewound_from_step) for restart in restarts]
+    elif not split:
         _place_untimed_rows(metrics, len(boundaries))
+    boundaries = _drop_empty(metrics, boundaries)
     segments = [_describe(index, boundary, metrics) for index, boundary in enumerate(boundaries)]
     return _note_step_rewinds(segments)
+
+
+def _row_times(metrics: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Every finite wall time of any row, sorted."""
+    times = [frame["wall_time"].to_numpy() for frame in metrics.values() if len(frame)]
+    if not times:
+        return np.zeros(0)
+    wall_times = np.unique(np.concatenate(times))
+    return wall_times[np.isfinite(wall_times)]
 
 
 def _only_logs_timed(metrics: dict[str, pd.DataFrame], sources: list[Source]) -> bool:
@@ -143,14 +165,21 @@ def _note_step_rewinds(segments: list[Segment]) -> list[Segment]:
 
 
 def _lifetime_boundaries(sources: list[Source]) -> list[_Boundary]:
-    """One boundary per process lifetime (group of event files with overlapping wall times)."""
+    """One boundary per process lifetime: the event files one process wrote.
+
+    Each event file is written by one writer of one process. A file belongs to the process of the
+    files before it when their wall-time spans overlap (several writers at once, e.g. Keras' train/
+    and validation/), or when its name shows the same host and pid with a later writer ordinal (the
+    same process opened another writer, e.g. `add_hparams`' sub-folder or a second fit). Anything
+    else is a new process, even when it continues the step count.
+    """
     timed = sorted((source for source in sources if source.first_wall_time is not None),
                    key=lambda source: source.first_wall_time)
     boundaries: list[_Boundary] = []
     lifetime_end = -np.inf
     group: list[Source] = []
     for source in timed:
-        if source.first_wall_time > lifetime_end and group:
+        if group and source.first_wall_time > lifetime_end and not _same_process(group, source):
             boundaries.append(_lifetime(group, first=not boundaries))
             group = []
         group.append(source)
@@ -162,14 +191,28 @@ def _lifetime_boundaries(sources: list[Source]) -> list[_Boundary]:
     return boundaries
 
 
+def _same_process(group: list[Source], source: Source) -> bool:
+    """The file's name says its writer was opened later by the process that wrote a file of `group`."""
+    identity = event_file_name(PurePosixPath(source.path).name)
+    if identity is None:
+        return False
+    for member in group:
+        known = event_file_name(PurePosixPath(member.path).name)
+        if (known is not None and (known.host, known.pid) == (identity.host, identity.pid)
+                and known.writer < identity.writer):
+            return True
+    return False
+
+
 def _lifetime(group: list[Source], first: bool) -> _Boundary:
     names = tuple(source.path for source in group)
     pids = sorted({str(source.pid) for source in group if source.pid is not None})
     process = f" (pid {', '.join(pids)})" if pids else ""
     if first:
-        return _Boundary(-np.inf, "start", f"first process{process} starts writing {', '.join(names)}", names)
+        return _Boundary(-np.inf, "start", f"first process{process} starts writing {', '.join(names)}", names,
+                         lifetime=True)
     return _Boundary(group[0].first_wall_time, "restart",
-                     f"new process{process} starts writing {', '.join(names)}", names)
+                     f"new process{process} starts writing {', '.join(names)}", names, lifetime=True)
 
 
 def _rewind_boundaries(metrics: dict[str, pd.DataFrame]) -> list[_Boundary]:
@@ -191,35 +234,43 @@ def _rewind_boundaries(metrics: dict[str, pd.DataFrame]) -> list[_Boundary]:
     return boundaries
 
 
-def _gap_boundaries(metrics: dict[str, pd.DataFrame]) -> list[_Boundary]:
-    """A boundary at every unusually long silence in the wall-time record."""
-    times = [frame["wall_time"].to_numpy() for frame in metrics.values() if len(frame)]
-    if not times:
-        return []
-    wall_times = np.unique(np.concatenate(times))
-    wall_times = wall_times[np.isfinite(wall_times)]
+def _gap_boundaries(metrics: dict[str, pd.DataFrame], lifetimes: list[_Boundary]) -> list[_Boundary]:
+    """A boundary at every unusually long silence in the wall-time record, unless a new process
+    started during it (the silence is the time between two lifetimes, already a boundary)."""
+    wall_times = _row_times(metrics)
     if len(wall_times) < 3:
         return []
     intervals = np.diff(wall_times)
     usual = float(np.median(intervals[intervals > 0])) if np.any(intervals > 0) else 0.0
     threshold = max(GAP_MIN_SECONDS, GAP_MIN_RATIO * usual)
+    starts = [boundary.wall_time for boundary in lifetimes[1:]]
     return [_Boundary(float(wall_times[index + 1]), "gap",
-                      f"nothing logged for {intervals[index]:.0f} s (usual interval {usual:.1f} s)")
-            for index in np.flatnonzero(intervals > threshold)]
+                      f"nothing logged for {intervals[index]:.0f} s (usual interval {usual:.1f} s)",
+                      silence_from=float(wall_times[index]))
+            for index in np.flatnonzero(intervals > threshold)
+            if not any(wall_times[index] < start <= wall_times[index + 1] for start in starts)]
 
 
-def _merge_close(boundaries: list[_Boundary]) -> list[_Boundary]:
-    """Keep one boundary per moment; a process start outranks a rewind or gap at the same time."""
+def _merge_close(lifetimes: list[_Boundary], within: list[_Boundary], row_times: np.ndarray) -> list[_Boundary]:
+    """Process starts, plus the rewinds, gaps and log restarts that are separate moments.
+
+    Two process starts are never merged (two processes are two segments, however quickly one followed
+    the other). Any other boundary joins the boundary before it when it comes within SAME_EVENT_SECONDS
+    of it or when no row was logged between the two (a process that spent minutes loading before its
+    first value, several tags rewinding at once): a process start keeps its kind.
+    """
     rank = {"start": 0, "restart": 1, "rewind": 2, "gap": 3}
     merged: list[_Boundary] = []
-    for boundary in boundaries:
-        if merged and boundary.wall_time - merged[-1].wall_time <= SAME_EVENT_SECONDS:
-            previous = merged[-1]
-            keep = previous if rank[previous.kind] <= rank[boundary.kind] else boundary
+    for boundary in sorted(lifetimes + within, key=lambda b: (b.wall_time, not b.lifetime)):
+        previous = merged[-1] if merged else None
+        if previous is not None and not boundary.lifetime and (
+                boundary.wall_time - previous.wall_time <= SAME_EVENT_SECONDS
+                or not _rows_between(row_times, previous.wall_time, boundary.wall_time)):
+            keep = previous if previous.lifetime or rank[previous.kind] <= rank[boundary.kind] else boundary
             rewound = previous.rewound_from_step if previous.rewound_from_step is not None else boundary.rewound_from_step
             reason = keep.reason if keep.reason == boundary.reason else f"{previous.reason}; {boundary.reason}"
-            merged[-1] = _Boundary(previous.wall_time, keep.kind, reason,
-                                   tuple(dict.fromkeys(previous.sources + boundary.sources)), rewound)
+            merged[-1] = replace(previous, kind=keep.kind, reason=reason, rewound_from_step=rewound,
+                                 sources=tuple(dict.fromkeys(previous.sources + boundary.sources)))
         else:
             merged.append(boundary)
     if merged and merged[0].kind != "start":
@@ -227,14 +278,60 @@ def _merge_close(boundaries: list[_Boundary]) -> list[_Boundary]:
     return merged
 
 
-def _segment_of(frame: pd.DataFrame, starts: np.ndarray) -> np.ndarray:
+def _rows_between(row_times: np.ndarray, earlier: float, later: float) -> bool:
+    """Some row was logged at or after `earlier` and before `later`."""
+    if not np.isfinite(earlier):
+        return bool(np.any(row_times < later))
+    first = np.searchsorted(row_times, earlier, side="left")
+    return first < len(row_times) and row_times[first] < later
+
+
+def _lifetime_segments(boundaries: list[_Boundary]) -> dict[str, tuple[int, int]]:
+    """For every event file, the first and last segment of the process that wrote it."""
+    owners: dict[str, tuple[int, int]] = {}
+    starts = [index for index, boundary in enumerate(boundaries) if boundary.lifetime] + [len(boundaries)]
+    for first, following in zip(starts, starts[1:]):
+        for path in boundaries[first].sources:
+            owners.setdefault(path, (first, following - 1))
+    return owners
+
+
+def _drop_empty(metrics: dict[str, pd.DataFrame], boundaries: list[_Boundary]) -> list[_Boundary]:
+    """Fold boundaries that got no rows into the next segment (a process that wrote only a
+    file_version record, a rewind no row follows): a segment always has a step range."""
+    used = np.zeros(len(boundaries), bool)
+    for frame in metrics.values():
+        codes = frame["segment"].to_numpy()
+        used[np.unique(codes[(codes >= 0) & (codes < len(boundaries))])] = True
+    if used.all() or not used.any():
+        return boundaries
+    kept = [index for index in range(len(boundaries)) if used[index]]
+    remap = np.searchsorted(np.array(kept), np.arange(len(boundaries)), side="left").clip(0, len(kept) - 1)
+    for frame in metrics.values():
+        frame["segment"] = remap[frame["segment"].to_numpy()]
+    result = [boundaries[index] for index in kept]
+    if result[0].kind != "start":
+        result[0] = replace(result[0], kind="start", wall_time=-np.inf)
+    return result
+
+
+def _segment_of(frame: pd.DataFrame, starts: np.ndarray, owners: dict[str, tuple[int, int]]) -> np.ndarray:
     """Segment index of each row from its wall time; rows without one start in segment 0 (see
-    `_place_untimed_rows`)."""
+    `_place_untimed_rows`). An event file's rows stay within the segments of the process that wrote
+    the file, whatever their wall times say (a file_version record stamped after the values, a clock
+    passed to add_scalar)."""
     wall_times = frame["wall_time"].to_numpy()
     segment = np.searchsorted(starts, wall_times, side="right").astype("int64")
     untimed = np.isnan(wall_times)
     if untimed.any():
         segment[untimed] = 0
+    if owners and len(frame):
+        codes = frame["source"].cat.codes.to_numpy()
+        for code, source in enumerate(frame["source"].cat.categories):
+            span = owners.get(str(source))
+            if span is not None:
+                mine = (codes == code) & ~untimed
+                segment[mine] = segment[mine].clip(*span)
     return segment
 
 
