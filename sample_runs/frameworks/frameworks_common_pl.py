@@ -1,0 +1,216 @@
+"""Shared pieces of the Lightning/timm corpus generators: data, tiny models, timm loading, label maths.
+
+Everything here is deterministic (seeded generators, one CPU thread) and downloads nothing. The label
+helpers take what a run *logged* (lists of (step, value) pairs) and return onsets; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import statistics
+import sys
+import types
+
+import torch
+
+FEATURES = 8
+CLASSES = 4
+DEPARTURE_RELATIVE = 0.10   # a logged LR "leaves" the reference when it differs by more than 10%
+SPIKE_FACTOR = 10.0         # grad-norm spike: > 10x the median of the previous finite values
+SPIKE_MIN_HISTORY = 10
+COLLAPSE_FRACTION = 1e-4    # lr_collapse: the LR is at or below 1e-4 of its running peak
+RUNAWAY_FACTOR = 10.0       # lr_runaway onset: the LR first exceeds 10x the run's first LR
+PLATEAU_WINDOW = 40
+PLATEAU_RELATIVE = 0.05
+
+CONVENTIONS = {
+    "step": "0-based optimizer step (Lightning trainer.global_step before the step; timm num_updates before the update)",
+    "lightning lr-*": "LearningRateMonitor(logging_interval='step') logs at on_train_batch_start: the LR the optimizer "
+                      "step with the same index uses (measured: LambdaLR 1/(k+1) logs 1/(s+1) at step s)",
+    "lightning epoch lr": "LearningRateMonitor(logging_interval='epoch') logs at the step the epoch starts at",
+    "timm Train lines": "step = epoch * updates_per_epoch + update_idx; the LR is read before step_update, so it is the "
+                        "LR that update used",
+    "departure": f"first logged step whose LR differs from the replayed reference scheduler by > {DEPARTURE_RELATIVE:.0%}",
+    "grad_spike": f"first step whose grad norm exceeds {SPIKE_FACTOR:g}x the median of the previous finite values "
+                  f"(>= {SPIKE_MIN_HISTORY})",
+    "lr_collapse": f"first step whose LR is <= {COLLAPSE_FRACTION:g} x the highest LR logged before it",
+    "lr_runaway": f"first step whose LR exceeds {RUNAWAY_FACTOR:g}x the first logged LR",
+    "loss_divergence": "step of the lowest 5-step mean training loss before the sustained rise; tolerance reaches "
+                       "the first step whose loss is 2x that minimum",
+    "plateau_start": f"first step whose trailing {PLATEAU_WINDOW}-step mean loss is within {PLATEAU_RELATIVE:.0%} of "
+                     f"the final {PLATEAU_WINDOW}-step mean",
+}
+
+
+def load_timm_scheduler() -> types.ModuleType:
+    """Import `timm.scheduler` without running `timm/__init__.py`.
+
+    timm is installed with --no-deps and its package __init__ imports torchvision (absent here), so
+    `import timm.scheduler` would fail in the parent package. The scheduler subpackage itself only needs
+    torch. We register a bare module object named `timm` whose `__path__` points at the installed
+    folder; Python's import system then finds `timm/scheduler/` through that path and never executes
+    the real `timm/__init__.py`.
+    """
+    if "timm.scheduler" in sys.modules:
+        return sys.modules["timm.scheduler"]
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("timm is not installed")
+    if "timm" not in sys.modules:
+        bare = types.ModuleType("timm")
+        bare.__path__ = list(spec.submodule_search_locations)
+        sys.modules["timm"] = bare
+    import timm.scheduler  # noqa: PLC0415 - deliberately after the bare package is registered
+
+    return timm.scheduler
+
+
+def seed_everything(seed: int) -> None:
+    """One CPU thread and fixed seeds, so a run does not move with the machine's core count."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+
+
+def blobs(n: int, seed: int, spread: float = 0.6, label_noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLASSES Gaussian blobs in FEATURES dims; with label_noise a fixed share of labels is reassigned."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.eye(CLASSES, FEATURES) * 3.0
+    labels = torch.arange(n) % CLASSES
+    labels = labels[torch.randperm(n, generator=gen)]
+    x = centres[labels] + spread * torch.randn(n, FEATURES, generator=gen)
+    if label_noise:
+        flip = torch.randperm(n, generator=gen)[: int(round(label_noise * n))]
+        labels = labels.clone()
+        labels[flip] = (labels[flip] + 1 + torch.randint(0, CLASSES - 1, (len(flip),), generator=gen)) % CLASSES
+    return x, labels
+
+
+def regression(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = x . w + small noise."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, FEATURES, generator=gen)
+    w = torch.randn(FEATURES, 1, generator=gen)
+    return x, x @ w + 0.05 * torch.randn(n, 1, generator=gen)
+
+
+def tiny_mlp(out: int = CLASSES, hidden: int = 16) -> torch.nn.Module:
+    """Two linear layers: a few hundred parameters, so a checkpoint is a few KB."""
+    return torch.nn.Sequential(torch.nn.Linear(FEATURES, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, out))
+
+
+# ---- replaying a correctly built reference scheduler -------------------------------------------------
+
+def replay_torch(build, base_lr: float, optimizer_steps: int, steps_per_epoch: int | None = None) -> list[float]:
+    """LR used at each optimizer step by `build(optimizer)` stepped per step (or per epoch when
+    `steps_per_epoch` is given). A dummy parameter carries the optimizer; nothing is trained."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=base_lr)
+    scheduler = build(optimizer)
+    lrs = []
+    for step in range(optimizer_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if steps_per_epoch is None or (step + 1) % steps_per_epoch == 0:
+            scheduler.step()
+    return lrs
+
+
+def replay_timm(build, base_lr: float, epochs: int, updates_per_epoch: int, per_update: bool) -> list[float]:
+    """LR used at each update by a timm scheduler driven the way timm's train.py drives it:
+    step_update(num_updates) after every update and step(epoch + 1) after every epoch."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=base_lr)
+    scheduler = build(optimizer)
+    lrs, num_updates = [], 0
+    for epoch in range(epochs):
+        for _ in range(updates_per_epoch):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            num_updates += 1
+            if per_update:
+                scheduler.step_update(num_updates=num_updates)
+        scheduler.step(epoch + 1)
+    return lrs
+
+
+# ---- onsets measured from logged series -----------------------------------------------------------------
+
+def departure_step(logged: list[tuple[int, float]], reference: list[float]) -> int | None:
+    """First logged step whose LR differs from the reference by more than DEPARTURE_RELATIVE (relative to
+    the larger of the two); a step past the reference's end counts as departed."""
+    for step, lr in logged:
+        if step >= len(reference):
+            return step
+        ref = reference[step]
+        scale = max(abs(lr), abs(ref))
+        if scale > 0 and abs(lr - ref) > DEPARTURE_RELATIVE * scale:
+            return step
+    return None
+
+
+def first_nonfinite(points: list[tuple[int, float]]) -> int | None:
+    """Step of the first NaN/inf value."""
+    return next((step for step, value in points if not math.isfinite(value)), None)
+
+
+def first_grad_spike(points: list[tuple[int, float]]) -> int | None:
+    """First step whose value exceeds SPIKE_FACTOR x the median of the finite values before it."""
+    history: list[float] = []
+    for step, value in points:
+        if len(history) >= SPIKE_MIN_HISTORY and value > SPIKE_FACTOR * statistics.median(history):
+            return step
+        if math.isfinite(value):
+            history.append(value)
+    return None
+
+
+def collapse_step(points: list[tuple[int, float]]) -> int | None:
+    """First step whose LR is at most COLLAPSE_FRACTION of the highest LR before it."""
+    peak = 0.0
+    for step, lr in points:
+        if peak > 0 and lr <= COLLAPSE_FRACTION * peak:
+            return step
+        peak = max(peak, lr)
+    return None
+
+
+def runaway_step(points: list[tuple[int, float]]) -> int | None:
+    """First step whose LR exceeds RUNAWAY_FACTOR x the first logged LR."""
+    first = points[0][1]
+    return next((step for step, lr in points if lr > RUNAWAY_FACTOR * first), None)
+
+
+def divergence_onset(points: list[tuple[int, float]]) -> tuple[int, int]:
+    """(step of the lowest 5-point mean loss, steps from there until the loss first doubles that minimum)."""
+    values = [value for _, value in points]
+    means = [sum(values[i - 4 : i + 1]) / 5 for i in range(4, len(values))]
+    best = min(range(len(means)), key=means.__getitem__)
+    onset_index = best + 4
+    floor = means[best]
+    doubled = next((i for i in range(onset_index, len(values)) if values[i] > 2 * floor), len(values) - 1)
+    return points[onset_index][0], points[doubled][0] - points[onset_index][0]
+
+
+def plateau_start(points: list[tuple[int, float]], window: int = PLATEAU_WINDOW) -> int | None:
+    """First step whose trailing window mean is within PLATEAU_RELATIVE of the final window's mean."""
+    values = [value for _, value in points]
+    if len(values) < 2 * window:
+        return None
+    final = sum(values[-window:]) / window
+    for i in range(window - 1, len(values)):
+        if sum(values[i - window + 1 : i + 1]) / window <= (1 + PLATEAU_RELATIVE) * final:
+            return points[i][0]
+    return None
+
+
+def log_interval(points: list[tuple[int, float]]) -> int:
+    """The most common gap between logged steps (1 when every step is logged)."""
+    gaps = [b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0]]
+    return statistics.mode(gaps) if gaps else 1
+
+
+def expect(code: str, onset: int | None, tolerance: int, measured: str) -> dict:
+    """One expected_codes entry; a rule that found no onset is a generator bug, not a label."""
+    if onset is None:
+        raise AssertionError(f"no onset measured for {code}: {measured}")
+    return {"code": code, "onset_step": int(onset), "tolerance_steps": int(tolerance), "measured": measured}
