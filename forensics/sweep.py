@@ -23,6 +23,7 @@ from forensics.ingest.discovery import find_runs
 from forensics.ingest.problems import InputProblem
 from forensics.render.output import refuse_inside, safe_file_name, write_report
 from forensics.render.sweep_index import INDEX_RENDERERS
+from forensics.report.verdict import gaps
 from forensics.schedule import ScheduleOptions
 
 SCHEMA = "forensics.sweep/1"
@@ -47,13 +48,19 @@ class SweepEntry:
     input_problem_codes: tuple[str, ...]
     reports: dict[str, str]       # format -> file name inside the output folder
     seconds: float
+    checks_total: int = 0
+    unchecked_codes: tuple[str, ...] = ()   # checks that could not run for lack of an input that matters
+    missing_inputs: tuple[str, ...] = ()    # those inputs' keys (verdict.unchecked[].missing)
+    not_checked: str | None = None          # "8 of 18 checks: a logged LR series (log the LR every step)"
 
     def to_dict(self) -> dict:
         """This run's object in the `forensics.sweep/1` index."""
         return {"path": self.path, "status": self.status, "headline": self.headline, "counts": dict(self.counts),
                 "finding_codes": list(self.finding_codes), "top_finding": self.top_finding,
                 "input_problems": self.input_problems, "input_problem_codes": list(self.input_problem_codes),
-                "reports": dict(self.reports), "seconds": self.seconds}
+                "reports": dict(self.reports), "seconds": self.seconds, "checks_total": self.checks_total,
+                "unchecked_codes": list(self.unchecked_codes), "missing_inputs": list(self.missing_inputs),
+                "not_checked": self.not_checked}
 
 
 @dataclass
@@ -72,7 +79,7 @@ class SweepResult:
 
     def totals(self) -> dict[str, int]:
         """Runs per status, every status present (zero included)."""
-        statuses = ("failed", "suspect", "healthy", "inconclusive", "error")
+        statuses = ("failed", "suspect", "limited", "healthy", "inconclusive", "error")
         return {status: sum(1 for entry in self.entries if entry.status == status) for status in statuses}
 
     def matches_fail_on(self, severities: tuple[str, ...]) -> bool:
@@ -222,8 +229,18 @@ def analyse_one(task: _Task) -> tuple[SweepEntry, dict[str, str]]:
         input_problems=len(report.input_problems),
         input_problem_codes=tuple(sorted({problem.code for problem in report.input_problems})),
         reports={name: f"{task.file_stem}.{name}" for name in task.formats},
-        seconds=round(time.monotonic() - started, 3))
+        seconds=round(time.monotonic() - started, 3), **_unchecked_fields(report))
     return entry, texts
+
+
+def _unchecked_fields(report) -> dict:
+    """What the run's verdict could not check, for its row in the index."""
+    limiting = [gap for gap in gaps(report.verdict.unchecked) if gap.limits_verdict]
+    codes = tuple(item.code for item in report.verdict.limiting)
+    text = (f"{len(codes)} of {report.verdict.checks_total} checks: "
+            + "; ".join(f"{gap.label} ({gap.short})" for gap in limiting)) if limiting else None
+    return {"checks_total": report.verdict.checks_total, "unchecked_codes": codes,
+            "missing_inputs": tuple(gap.key for gap in limiting), "not_checked": text}
 
 
 def _error_entry(task: _Task, message: str, seconds: float) -> SweepEntry:

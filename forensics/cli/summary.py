@@ -6,10 +6,11 @@ import typer
 
 from forensics.formatting import fmt_step, split_headline
 from forensics.report.model import Report
+from forensics.report.verdict import gaps
 from forensics.sweep import SweepResult
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue", "failed": "red", "suspect": "yellow",
-            "healthy": "green", "inconclusive": "white"}
+            "healthy": "green", "limited": "cyan", "inconclusive": "white"}
 SHOWN_FINDINGS = 8
 # A text log whose recognised share of non-blank lines is below this gets a line in the summary.
 LOW_RECOGNITION = 0.5
@@ -23,16 +24,25 @@ def print_summary(report: Report, written_to: str | None) -> None:
     counts = report.verdict.counts
     if report.findings:  # the headline is the top finding, listed just below
         echo(f"  {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
-    else:
-        echo(f"  {report.verdict.headline}")
+    else:  # the missing inputs are listed below, so only the first sentence here
+        echo(f"  {split_headline(report.verdict.headline)[0]}")
     for finding in report.findings[:SHOWN_FINDINGS]:
         echo(f"  {finding.severity:<7}", fg=_COLOURS[finding.severity], nl=False)
         echo(f" {finding.code:<20} step {fmt_step(finding.step):>9}  {split_headline(finding.message)[0]}")
     if len(report.findings) > SHOWN_FINDINGS:
         echo(f"  ... {len(report.findings) - SHOWN_FINDINGS} more in the report")
-    skipped = [outcome for outcome in report.checks if outcome.status != "ran"]
-    for outcome in skipped:
-        echo(f"  {'skipped':<7} {outcome.code:<20} {outcome.detail}", dim=True)
+    listed = gaps(report.verdict.unchecked)
+    for gap in (gap for gap in listed if gap.limits_verdict):
+        echo(f"  {'missing':<7}", fg="cyan", nl=False)
+        echo(f" {gap.label}: {gap.enable}")
+        echo(f"          not checked: {', '.join(gap.codes)}", dim=True)
+    optional = [f"{gap.label} ({', '.join(gap.codes)})" for gap in listed if not gap.limits_verdict]
+    if optional:
+        echo(f"  optional, not logged: {'; '.join(optional)}", dim=True)
+    unchecked = {item.code for item in report.verdict.unchecked}
+    moot = [outcome.code for outcome in report.checks if outcome.status != "ran" and outcome.code not in unchecked]
+    if moot:
+        echo(f"  did not apply to this run: {', '.join(moot)}", dim=True)
     if report.input_problems:
         echo(f"  {len(report.input_problems)} input problem(s):", fg="yellow")
         for problem in report.input_problems[:5]:

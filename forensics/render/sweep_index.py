@@ -6,13 +6,15 @@ import json
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from forensics.formatting import split_headline
 from forensics.render.environment import html_environment, markdown_environment
 
 if TYPE_CHECKING:
     from forensics.sweep import SweepEntry, SweepResult
 
 # Worst first, so the table reads as a triage list without any script.
-STATUS_ORDER = {"error": 0, "failed": 1, "suspect": 2, "inconclusive": 3, "healthy": 4}
+# `limited` (no findings, but checks that matter lacked an input) sorts above `healthy`.
+STATUS_ORDER = {"error": 0, "failed": 1, "suspect": 2, "inconclusive": 3, "limited": 4, "healthy": 5}
 # The report a row links to: the HTML page when there is one.
 LINK_PREFERENCE = ("html", "md", "json")
 
@@ -31,7 +33,8 @@ def _top(entry: SweepEntry) -> str:
         return entry.headline
     if entry.top_finding:
         return f"{entry.finding_codes[0]}: {entry.top_finding}"
-    return entry.headline
+    # What a limited run lacks has its own column; the headline's first sentence is enough here.
+    return split_headline(entry.headline)[0] if entry.not_checked else entry.headline
 
 
 def render_index_json(result: SweepResult) -> str:

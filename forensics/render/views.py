@@ -17,7 +17,8 @@ from forensics.formatting import split_headline
 from forensics.render.intended import IntendedView, deviation_bands, intended_view
 from forensics.render.static_chart import StaticChart, StepScale, static_chart
 from forensics.render.timeline import TimelineView, timeline_view
-from forensics.report.model import ChartSeries, Report
+from forensics.report.model import ChartSeries, Report, Unchecked
+from forensics.report.verdict import Gap, gaps
 
 LOG_METRICS = ("lr", "loss_scale")
 # Other positive series switch to a log axis when they span this many decades (a diverging loss).
@@ -63,6 +64,8 @@ class PageView:
     findings: tuple[FindingView, ...]
     intended: IntendedView | None
     assets: PageAssets
+    gaps: tuple[Gap, ...] = ()                    # inputs the run lacks, with the checks each would enable
+    unchecked: dict[str, Unchecked] | None = None   # check code -> why it could not run and how to enable it
 
 
 def page_view(report: Report) -> PageView:
@@ -76,7 +79,8 @@ def page_view(report: Report) -> PageView:
         FindingView(index, finding, chart_view(report, zooms[f"finding-{index}"], intended, f"finding-{index}-chart")
                     if f"finding-{index}" in zooms else None)
         for index, finding in enumerate(report.findings, start=1))
-    return PageView(report, headline, rest, timeline_view(report), run_charts, findings, intended, page_assets())
+    return PageView(report, headline, rest, timeline_view(report), run_charts, findings, intended, page_assets(),
+                    tuple(gaps(report.verdict.unchecked)), {item.code: item for item in report.verdict.unchecked})
 
 
 def chart_view(report: Report, series: ChartSeries, intended: IntendedView | None, dom_id: str) -> ChartView:

@@ -8,14 +8,12 @@ import numpy as np
 import pandas as pd
 
 from forensics import __version__
-from forensics.checks import INTERNAL_ERROR
 from forensics.checks.runner import CheckOutcome
-from forensics.formatting import fmt_step
 from forensics.ingest.checkpoint import Checkpoint
-from forensics.model import aliases
 from forensics.model.run import Run
 from forensics.report.charts import CHARTED_METRICS, chart_series
-from forensics.report.model import SEVERITY_ORDER, CheckpointSummary, Provenance, Report, Trajectory, Verdict
+from forensics.report.model import SEVERITY_ORDER, CheckpointSummary, Provenance, Report, Trajectory
+from forensics.report.verdict import build_verdict
 
 
 def build_report(run: Run, outcomes: list[CheckOutcome], command: str) -> Report:
@@ -37,7 +35,7 @@ def build_report(run: Run, outcomes: list[CheckOutcome], command: str) -> Report
         checkpoints=[_checkpoint_summary(checkpoint) for checkpoint in run.checkpoints],
         checks=list(outcomes),
         findings=findings,
-        verdict=_verdict(run, findings),
+        verdict=build_verdict(run, findings, outcomes),
         intended_schedule=run.intended_schedule.to_dict() if run.intended_schedule is not None else None,
         charts=chart_series(run, findings),
         events=list(run.events),
@@ -72,20 +70,3 @@ def _checkpoint_summary(checkpoint: Checkpoint) -> CheckpointSummary:
         scheduler_last_epoch=first_scheduler.last_epoch if first_scheduler else None,
         has_rng_state=checkpoint.has_rng_state, has_grad_scaler=checkpoint.has_grad_scaler,
         nonfinite_weight_values=checkpoint.nonfinite_weight_values, weight_values=checkpoint.weight_values)
-
-
-def _verdict(run: Run, findings: list) -> Verdict:
-    counts = {severity: sum(1 for f in findings if f.severity == severity) for severity in SEVERITY_ORDER}
-    # A crashed check is listed with the findings but never speaks for the run in the headline.
-    diagnosed = [finding for finding in findings if finding.code != INTERNAL_ERROR]
-    if diagnosed and diagnosed[0].severity in ("error", "warning"):
-        status = "failed" if diagnosed[0].severity == "error" else "suspect"
-        return Verdict(status, diagnosed[0].message, counts)
-    if findings and findings[0].severity in ("error", "warning"):
-        return Verdict("suspect", findings[0].message, counts)
-    if not run.series(aliases.LR).size and not run.series(aliases.LOSS).size:
-        return Verdict("inconclusive", "No learning-rate or loss series was found, so nothing could be diagnosed.",
-                       counts)
-    step_range = run.step_range
-    span = f" from step {fmt_step(step_range[0])} to {fmt_step(step_range[1])}" if step_range else ""
-    return Verdict("healthy", f"No problems found{span} by the checks that could run.", counts)

@@ -81,12 +81,46 @@ class ChartSeries:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One word for the run, one sentence for the reader, and the counts behind them."""
+class Unchecked:
+    """A check that could not run for lack of an input, and how to give the run that input."""
 
-    status: str           # "failed" | "suspect" | "healthy" | "inconclusive"
+    code: str                  # the check's code
+    reason: str                # the check's own words (its not-applicable reason or crash)
+    missing: tuple[str, ...]   # input keys: "stated_schedule", "lr_series", ... (forensics/report/verdict.py)
+    enable: str                # what to pass or log so the check can run
+    limits_verdict: bool       # True: the run cannot be called healthy without it
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "reason": self.reason, "missing": list(self.missing), "enable": self.enable,
+                "limits_verdict": self.limits_verdict}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One word for the run, one sentence for the reader, the counts behind them, and what went unchecked.
+
+    `limited` means no findings, but checks that matter for the data present lacked an input
+    (listed in `unchecked` with `limits_verdict`); `healthy` means no findings and every such check ran.
+    """
+
+    status: str           # "failed" | "suspect" | "limited" | "healthy" | "inconclusive"
     headline: str
     counts: dict[str, int]
+    checks_total: int = 0
+    checks_ran: int = 0
+    unchecked: tuple[Unchecked, ...] = ()
+
+    @property
+    def limiting(self) -> tuple[Unchecked, ...]:
+        """The unchecked items that keep the run from being called healthy."""
+        return tuple(item for item in self.unchecked if item.limits_verdict)
+
+    def to_dict(self) -> dict:
+        """The `verdict` object of the JSON report."""
+        return {"status": self.status, "headline": self.headline, "counts": dict(self.counts),
+                "checks": {"total": self.checks_total, "ran": self.checks_ran,
+                           "could_not_run": len(self.limiting)},
+                "unchecked": [item.to_dict() for item in self.unchecked]}
 
 
 @dataclass
@@ -119,8 +153,7 @@ class Report:
             "run": {"name": self.run_name, "path": self.provenance.run_path, "first_step": self.first_step,
                     "last_step": self.last_step, "segments": len(self.segments),
                     "checkpoints": len(self.checkpoints)},
-            "verdict": {"status": self.verdict.status, "headline": self.verdict.headline,
-                        "counts": dict(self.verdict.counts)},
+            "verdict": self.verdict.to_dict(),
             "sources": [_source_dict(source) for source in self.sources],
             "input_problems": [problem.to_dict() for problem in self.input_problems],
             "segments": [_segment_dict(segment) for segment in self.segments],
