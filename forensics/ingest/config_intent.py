@@ -82,6 +82,10 @@ def normalise(config: dict, framework: str | None = None) -> dict:
         found_at["scheduler"] = "cos_lr, lrf"
     if "lr_scheduler_type" in config:  # an HF TrainingArguments dump: keep its own keys for the HF replay
         intent.update({key: config[key] for key in _HF_ARGUMENT_KEYS if key in config})
+        warmup = config.get("warmup_steps")
+        if isinstance(warmup, float) and 0 < warmup < 1:  # transformers 5: a ratio given as warmup_steps
+            intent.pop("warmup_steps")
+            intent.setdefault("warmup_ratio", warmup)
     if intent:
         intent["found_at"] = found_at
     intent["raw"] = bounded(config)

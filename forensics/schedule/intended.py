@@ -28,9 +28,9 @@ from forensics.schedule.sources import (
     ScheduleOptions,
     from_checkpoints,
     from_cli,
-    from_configs,
     spec_horizon,
 )
+from forensics.schedule.from_config import from_configs
 from forensics.schedule.spec import ScheduleSpec
 
 CHART_POINTS = 200
@@ -60,6 +60,8 @@ class IntendedSchedule:
     replayed_as: str            # the torch construction that produced the expected LR
     steps: np.ndarray = field(repr=False)          # 0..N-1
     expected_lrs: np.ndarray = field(repr=False)   # (groups, N); NaN where torch refused to step
+    source_path: str = ""       # the file that states the schedule, when one does (for evidence)
+    source_locator: str = ""    # its key or line
 
     @property
     def expected_lr(self) -> np.ndarray:
@@ -114,8 +116,9 @@ def resolve_intended(run: Run, options: ScheduleOptions | None = None) -> Intend
     """The intended schedule from the most trustworthy source, replayed with torch; None when nothing is known."""
     facts = run_facts(run)
     cli = from_cli(options)
-    declared = ([cli] if cli else []) + from_checkpoints(run, facts) + from_configs(run)
-    notes = _unreplayable_notes(run, declared)
+    configured, config_notes = from_configs(run)
+    declared = ([cli] if cli else []) + from_checkpoints(run, facts) + configured
+    notes = _unreplayable_notes(run, declared) + config_notes
     for chosen in declared:
         if chosen.source == "cli":  # the user's own spec: a refusal is theirs to see (exit 2)
             return _build(chosen, declared, run, facts, options, notes)
@@ -159,7 +162,7 @@ def _build(chosen: Candidate, declared: list[Candidate], run: Run, facts: RunFac
         interval_basis=basis, steps_per_epoch=spe, horizon=horizon, base_lrs=tuple(base_lrs),
         confidence=confidence, residual=residual, approximate=approximate, notes=tuple(notes),
         disagreements=tuple(_disagreements(chosen, declared)), replayed_as=replayed.used, steps=steps,
-        expected_lrs=replayed.lrs)
+        expected_lrs=replayed.lrs, source_path=chosen.path, source_locator=chosen.locator)
 
 
 def _infer(run: Run, facts: RunFacts, options: ScheduleOptions | None, notes: list[str]) -> IntendedSchedule | None:

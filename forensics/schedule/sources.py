@@ -53,6 +53,8 @@ class Candidate:
     interval_basis: str = ""
     notes: tuple[str, ...] = field(default=())
     approximate: bool = False
+    path: str = ""       # file that states it (for evidence), when one file does
+    locator: str = ""    # key or line in that file
 
 
 def from_cli(options: ScheduleOptions | None) -> Candidate | None:
@@ -79,26 +81,6 @@ def from_checkpoints(run: Run, facts: RunFacts) -> list[Candidate]:
             basis = f"Lightning interval={state.interval!r} in {where}" if interval else ""
             found.append(Candidate("checkpoint", where + extra, spec, base_lrs, interval, basis, tuple(notes),
                                    approximate))
-    return found
-
-
-def from_configs(run: Run) -> list[Candidate]:
-    """Candidates from parsed configs (HF training arguments, normalised config intent dicts)."""
-    found = []
-    for path, config in run.configs.items():
-        if not isinstance(config, dict):
-            continue
-        if "lr_scheduler_type" in config:
-            spec, notes = _hf_spec_from_args(config, config.get("max_steps"))
-            if spec is not None:
-                lr = _positive(config.get("learning_rate"))
-                found.append(Candidate("config", f"{path} lr_scheduler_type={config['lr_scheduler_type']!r}", spec,
-                                       (lr,) if lr else (), "step", "HF Trainer steps its scheduler per optimizer step",
-                                       tuple(notes)))
-            continue
-        candidate = _intent_dict(path, config)
-        if candidate is not None:
-            found.append(candidate)
     return found
 
 
@@ -214,21 +196,21 @@ def _hf_training_args(run: Run) -> tuple[str, dict] | None:
     return None
 
 
-def _hf_spec_from_args(args: dict, max_steps) -> tuple[ScheduleSpec | None, list[str]]:
+def hf_spec_from_args(args: dict, max_steps) -> tuple[ScheduleSpec | None, list[str]]:
     name = args.get("lr_scheduler_type")
     notes: list[str] = []
     if name not in HF_SCHEDULES:
         notes.append(f"HF lr_scheduler_type {name!r} has no replay here")
         return None, notes
     params: dict = {}
-    if _positive(args.get("warmup_steps")):
+    if positive(args.get("warmup_steps")):
         params["num_warmup_steps"] = args["warmup_steps"]
-    if _positive(args.get("warmup_ratio")):
+    if positive(args.get("warmup_ratio")):
         params["warmup_ratio"] = args["warmup_ratio"]
     kwargs = args.get("lr_scheduler_kwargs")
     if isinstance(kwargs, dict):
         params.update({k: v for k, v in kwargs.items() if k in ("num_cycles", "power", "lr_end", "timescale")})
-    total = _positive(max_steps)
+    total = positive(max_steps)
     if total:
         params["num_training_steps"] = int(total)
         if "warmup_ratio" in params and "num_warmup_steps" not in params:
@@ -239,15 +221,15 @@ def _hf_spec_from_args(args: dict, max_steps) -> tuple[ScheduleSpec | None, list
 
 def _hf_from_state(state: SchedulerState, hf_args: tuple[str, dict], trainer_state: dict | None, run: Run):
     args_path, args = hf_args
-    max_steps = _positive(args.get("max_steps"))
+    max_steps = positive(args.get("max_steps"))
     horizon_from = "training_args max_steps" if max_steps else ""
     if not max_steps:
         max_steps = _trainer_state_max_steps(trainer_state, run)
         horizon_from = "trainer_state max_steps" if max_steps else ""
-    spec, notes = _hf_spec_from_args(args, max_steps)
+    spec, notes = hf_spec_from_args(args, max_steps)
     if spec is None:
         return None
-    base_lrs = tuple(state.base_lrs) or ((_positive(args.get("learning_rate")),) if args.get("learning_rate") else ())
+    base_lrs = tuple(state.base_lrs) or ((positive(args.get("learning_rate")),) if args.get("learning_rate") else ())
     approximate = False
     if spec.class_name in NEEDS_TRAINING_STEPS and "num_training_steps" not in spec.params:
         solved, error = (None, math.inf)
@@ -258,7 +240,7 @@ def _hf_from_state(state: SchedulerState, hf_args: tuple[str, dict], trainer_sta
             notes.append("the schedule's length (num_training_steps) is unknown: no max_steps and the saved "
                          "_last_lr does not pin it")
             return None
-        spec, _ = _hf_spec_from_args(args, solved)
+        spec, _ = hf_spec_from_args(args, solved)
         horizon_from = (f"num_training_steps {solved} solved from _last_lr {state.last_lrs[0]:.6g} at "
                         f"last_epoch {state.last_epoch} (mismatch {error:.1e})")
         if error > 1e-6:
@@ -273,44 +255,13 @@ def _hf_from_state(state: SchedulerState, hf_args: tuple[str, dict], trainer_sta
 def _trainer_state_max_steps(trainer_state: dict | None, run: Run) -> int | None:
     for state in [trainer_state, *(c.trainer_state for c in run.checkpoints),
                   *(v for v in run.configs.values() if isinstance(v, dict))]:
-        if isinstance(state, dict) and _positive(state.get("max_steps")) and "lr_scheduler_type" not in state:
+        if isinstance(state, dict) and positive(state.get("max_steps")) and "lr_scheduler_type" not in state:
             return int(state["max_steps"])
     return None
 
 
-def _intent_dict(path: str, config: dict) -> Candidate | None:
-    """A normalised config intent dict: {"scheduler": name or {name, params}, "interval", "base_lr", ...}."""
-    scheduler = config.get("scheduler")
-    if isinstance(scheduler, str):
-        name, params = scheduler, dict(config.get("scheduler_params") or {})
-    elif isinstance(scheduler, dict):
-        name = scheduler.get("name") or scheduler.get("type") or scheduler.get("class")
-        params = dict(scheduler.get("params") or scheduler.get("kwargs") or {})
-    else:
-        return None
-    if not isinstance(name, str):
-        return None
-    name = name.rsplit(".", 1)[-1]
-    if name in HF_SCHEDULES:
-        args = {"lr_scheduler_type": name, "warmup_steps": config.get("warmup_steps"),
-                "warmup_ratio": config.get("warmup_ratio"), "lr_scheduler_kwargs": params}
-        spec, notes = _hf_spec_from_args(args, config.get("max_steps"))
-    elif name in TORCH_SCHEDULERS and name not in COMPOSITES:
-        allowed = constructor_arguments(name)
-        spec = ScheduleSpec(name, {k: v for k, v in params.items() if k in allowed})
-        notes = [f"ignored unknown {name} arguments {sorted(set(params) - set(allowed))}"] \
-            if set(params) - set(allowed) else []
-    else:
-        return None
-    if spec is None:
-        return None
-    lr = _positive(config.get("base_lr") or config.get("learning_rate") or config.get("lr"))
-    interval = config.get("interval") if config.get("interval") in ("step", "epoch") else None
-    return Candidate("config", f"{path} scheduler", spec, (lr,) if lr else (), interval,
-                     f"interval in {path}" if interval else "", tuple(notes))
-
-
-def _positive(value):
+def positive(value):
+    """The value when it is a positive number, else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         return None
     return value

@@ -61,7 +61,7 @@ class ScheduleTooFast(Check):
         if not len(departed):
             return []
         onset = int(departed[0])
-        row = lr[lr["step"] == comparison.steps[onset]].iloc[0]
+        row = alignment.row_at(onset)
         message = (f"The LR follows {intended.class_name} {how}: at step {fmt_step(int(row['step']))} it is "
                    f"{fmt_lr(float(actual[onset]))} where the per-epoch schedule {intended.spec} expects "
                    f"{fmt_lr(float(expected[onset]))}. The scheduler is stepped every batch.")
