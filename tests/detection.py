@@ -1,8 +1,9 @@
 """Score forensics against the labelled corpus: per case what was found, per code recall and false alarms.
 
 Used by tests/test_detection.py, and by hand to refresh docs/detection.md:
-    .venv/bin/python tests/detection.py --corpus /tmp/corpus --write-docs
-(the corpus is generated first if the folder has no CORPUS.json).
+    .venv/bin/python tests/detection.py --corpus /tmp/corpus --write-docs        # the generated corpus
+    .venv/bin/python tests/detection.py --corpus hf --write-docs                 # a committed corpus by name
+(the generated corpus is generated first if the folder has no CORPUS.json).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "detection.md"
 SERIOUS = ("error", "warning")
+# Corpus name -> committed folder (None: generated into a temporary folder by sample_runs/corpus.py).
+CORPORA = {
+    "generated": None,
+    "hf": REPO / "sample_runs" / "framework_corpus" / "hf",
+    "lightning": REPO / "sample_runs" / "framework_corpus" / "lightning",
+}
 
 
 @dataclass
@@ -48,11 +55,16 @@ def score_case(name: str, truth: dict, findings: list) -> CaseResult:
     return result
 
 
+def load_manifest(corpus_dir: Path) -> dict:
+    """A corpus folder's CORPUS.json."""
+    return json.loads((Path(corpus_dir) / "CORPUS.json").read_text())
+
+
 def evaluate(corpus_dir: Path) -> tuple[dict, list[CaseResult]]:
-    """Analyse every case of a generated corpus and score it."""
+    """Analyse every case of a corpus and score it."""
     from forensics.analyze import analyze
 
-    manifest = json.loads((corpus_dir / "CORPUS.json").read_text())
+    manifest = load_manifest(corpus_dir)
     results = [score_case(name, truth, analyze(corpus_dir / name, schedule=cli_options(truth)).findings)
                for name, truth in sorted(manifest["cases"].items())]
     return manifest, results
@@ -87,25 +99,43 @@ def detection_table(manifest: dict, results: list[CaseResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def docs_section(text: str, corpus: str) -> str | None:
+    """The table between a corpus's markers in docs/detection.md (None when it has none)."""
+    start, end = f"<!-- detection-table:{corpus} -->\n", f"<!-- /detection-table:{corpus} -->"
+    if start not in text or end not in text:
+        return None
+    return text[text.index(start) + len(start):text.index(end)]
+
+
+def write_docs_section(corpus: str, table: str) -> None:
+    """Replace a corpus's table in docs/detection.md."""
+    text = DOCS.read_text()
+    start, end = f"<!-- detection-table:{corpus} -->\n", f"<!-- /detection-table:{corpus} -->"
+    if start not in text:
+        raise SystemExit(f"docs/detection.md has no {start.strip()} marker")
+    DOCS.write_text(text[:text.index(start) + len(start)] + table + text[text.index(end):])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--corpus", required=True,
+                        help=f"a folder holding CORPUS.json (or to generate into), or one of {sorted(CORPORA)[1:]}")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.relative_to(REPO)}")
     options = parser.parse_args()
-    if not (options.corpus / "CORPUS.json").exists():
+    name = options.corpus if CORPORA.get(options.corpus) else "generated"
+    folder = CORPORA[name] if name != "generated" else Path(options.corpus)
+    if not (folder / "CORPUS.json").exists():
         sys.path.insert(0, str(REPO / "sample_runs"))
         from corpus import generate_corpus
-        generate_corpus(options.corpus)
-    manifest, results = evaluate(options.corpus)
+        generate_corpus(folder)
+    manifest, results = evaluate(folder)
     for result in results:
         problems = result.missed + result.wrong_step + [f"false alarm {code}" for code in result.false_alarms]
         print(f"{result.name:<40} {'ok' if not problems else '; '.join(problems)}")
     table = detection_table(manifest, results)
     print(table)
     if options.write_docs:
-        text = DOCS.read_text()
-        start, end = text.index("<!-- detection-table -->"), text.index("<!-- /detection-table -->")
-        DOCS.write_text(text[:start] + "<!-- detection-table -->\n" + table + text[end:])
+        write_docs_section(name, table)
 
 
 if __name__ == "__main__":
