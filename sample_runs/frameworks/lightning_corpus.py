@@ -36,6 +36,7 @@ from frameworks_common_pl import (  # noqa: E402
 )
 from lightning_cases import LCase, healthy, schedule_failures  # noqa: E402
 from lightning_cases_training import training_failures  # noqa: E402
+from lightning_plain_loops import PLAIN_CASES, generate_plain_case  # noqa: E402
 from lightning_runs import FitRecord, fit_case  # noqa: E402
 from timm_cases import TIMM_CASES, generate_timm_case  # noqa: E402
 
@@ -186,6 +187,7 @@ def generate(out: Path, only: list[str] | None = None, keep_going: bool = False)
             shutil.rmtree(stale)
     jobs = [(c.name, lambda d, c=c: generate_lightning_case(c, d)) for c in lightning_cases()]
     jobs += [(c.name, lambda d, c=c: generate_timm_case(c, d)) for c in TIMM_CASES]
+    jobs += [(c.name, lambda d, c=c: generate_plain_case(c, d)) for c in PLAIN_CASES]
     names, failed = [name for name, _ in jobs], []
     if len(set(names)) != len(names):
         raise AssertionError("duplicate case names")
