@@ -94,7 +94,7 @@ FAILURES = [
         "too_fast_steplr_kv",
         "StepLR(step_size=30, gamma=0.1) meant as 'every 30 epochs' but stepped per batch: the LR drops 10x "
         "every 30 steps (first drop inside epoch 0) and is below 1e-10 by epoch 9. key=value log lines only.",
-        (OUT,), (Expect("schedule_too_fast", "departure", 1),), ("constant_lr",),
+        (OUT,), (Expect("schedule_too_fast", "departure", 1),), ("constant_lr", "lr_collapse"),
         epochs=35, batches_per_epoch=36, optimizer="sgd", lr=0.05, scheduler=step_lr(30),
         scheduler_text="StepLR(step_size=30, gamma=0.1)", intended_interval="epoch",
         cli_schedule={"schedule": "StepLR(step_size=30, gamma=0.1)", "interval": "epoch", "steps_per_epoch": 36},

@@ -40,22 +40,25 @@ TRAINING_FAILURES = [
         task=REGRESSION, epochs=14, batches_per_epoch=25, optimizer="sgd", lr=2e-3, scheduler=exponential(1.015),
         scheduler_text="ExponentialLR(gamma=1.015)", outlier_factor=25.0, log_style="hf", log_every=1,
     ),
-    # ---- grad_explosion -----------------------------------------------------------------------
+    # ---- lr_runaway / loss_divergence (need no stated schedule) ------------------------------
     CaseSpec(
-        "grad_explosion_clipped_tb",
-        "ExponentialLR(gamma=1.05) (meant 0.95) with clip_grad_norm_(max_norm=1.0): clipping keeps every update "
-        "and the loss finite while the measured grad norm grows by hundreds of times.",
-        (TB,), (Expect("grad_explosion", "grad_spike", 10),),
+        "lr_runaway_clipped_tb",
+        "ExponentialLR(gamma=1.05) (meant 0.95) with clip_grad_norm_(max_norm=1.0): the LR grows from 1e-3 to "
+        "~190 while clipping keeps the loss finite as it climbs thousands of times above its minimum.",
+        (TB,), (Expect("lr_runaway", "lr_growth", 5), Expect("loss_divergence", "loss_rise", 15)),
+        ("grad_explosion", "loss_plateau"),
         task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=exponential(1.05),
         scheduler_text="ExponentialLR(gamma=1.05)", clip=1.0,
     ),
     CaseSpec(
-        "grad_explosion_clipped_kv",
-        "The same clipped explosion with ExponentialLR(gamma=1.06), key=value lines every 5 steps and checkpoints.",
-        (OUT, CKPT), (Expect("grad_explosion", "grad_spike", 10),),
+        "lr_runaway_clipped_kv",
+        "The same runaway with ExponentialLR(gamma=1.06), key=value lines every 5 steps and checkpoints.",
+        (OUT, CKPT), (Expect("lr_runaway", "lr_growth", 5), Expect("loss_divergence", "loss_rise", 15)),
+        ("grad_explosion", "loss_plateau"),
         task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=exponential(1.06),
         scheduler_text="ExponentialLR(gamma=1.06)", clip=1.0, log_every=5, checkpoint_every=5,
     ),
+    # ---- grad_explosion -----------------------------------------------------------------------
     CaseSpec(
         "grad_explosion_outlier_tb",
         "One corrupt training record (inputs x1000) in a regression set, SGD with warmup + cosine and "

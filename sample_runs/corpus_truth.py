@@ -10,6 +10,9 @@ Definitions the onsets use (also written into CORPUS.json's `conventions`):
   x the first step's loss (the untrained level).
 - loss spike: a step whose loss exceeds SPIKE_FACTOR x the median of the previous SPIKE_WINDOW finite
   losses; it recovered when a loss within RECOVERY_STEPS after it is below 2x that median.
+- LR growth: the first step whose LR is LR_GROWTH_FACTOR x the run's first LR.
+- loss rise: the loss level is the median of the LOSS_LEVEL_WINDOW losses ending at a step; the rise
+  starts at the first step after the lowest level whose level is LOSS_RISE_FACTOR x the lowest.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ PLATEAU_WINDOW = 50
 RECOVERY_STEPS = 10
 EARLY_FRACTION = 0.05
 EARLY_SPIKE_FACTOR = 2.0
+LR_GROWTH_FACTOR = 10.0
+LOSS_LEVEL_WINDOW = 11
+LOSS_RISE_FACTOR = 2.0
 CONVENTIONS = {
     "step": "0-based index of the optimizer step (of the loop iteration when GradScaler may skip it)",
     "train/lr": "optimizer.param_groups[0]['lr'] when optimizer.step() runs, unless lr_logging_offset is 1",
@@ -49,6 +55,8 @@ CONVENTIONS = {
     "plateau_start": f"first step whose {PLATEAU_WINDOW}-step mean loss is within {PLATEAU_RELATIVE:.0%} of the last {PLATEAU_WINDOW}'s",
     "early_loss_spike": f"first {EARLY_FRACTION:.0%} of steps, loss > {EARLY_SPIKE_FACTOR:g}x the first step's loss",
     "loss_spike": f"loss > {SPIKE_FACTOR:g}x median of the previous {SPIKE_WINDOW} finite losses",
+    "lr_growth": f"first step whose LR is {LR_GROWTH_FACTOR:g}x the first logged LR",
+    "loss_rise": f"first step after the lowest {LOSS_LEVEL_WINDOW}-step median loss whose median is {LOSS_RISE_FACTOR:g}x it",
     "tolerance_steps": "the rule's own slack plus the sampling interval of the finest source carrying the series",
 }
 
@@ -269,6 +277,24 @@ def _onset_grad_spike(observed: Observed) -> tuple[int, int | None, dict]:
     return step, peak_step, facts
 
 
+def _onset_lr_growth(observed: Observed) -> tuple[int, int | None, dict]:
+    first = observed.lr_used[0][1]
+    step = next(step for step, lr in observed.lr_used if lr >= LR_GROWTH_FACTOR * first)
+    peak = max(lr for _, lr in observed.lr_used)
+    return step, observed.last_step, {"lr_first": first, "lr_peak": peak, "lr_growth": peak / first}
+
+
+def _onset_loss_rise(observed: Observed) -> tuple[int, int | None, dict]:
+    steps = [step for step, _ in observed.losses]
+    values = [value for _, value in observed.losses]
+    levels = [statistics.median(values[max(0, i - LOSS_LEVEL_WINDOW + 1): i + 1]) for i in range(len(values))]
+    lowest = min(range(len(levels)), key=levels.__getitem__)
+    rise = next(i for i in range(lowest, len(levels)) if levels[i] >= LOSS_RISE_FACTOR * levels[lowest])
+    facts = {"loss_lowest_level": levels[lowest], "loss_final_level": levels[-1],
+             "loss_finite_throughout": all(math.isfinite(value) for value in values)}
+    return steps[rise], observed.last_step, facts
+
+
 def _onset_plateau(observed: Observed) -> tuple[int, int | None, dict]:
     facts = {"plateau_fraction": plateau_fraction(observed.losses)}
     return plateau_start(observed.losses), observed.last_step, facts
@@ -288,6 +314,8 @@ ONSET_RULES = {
     "first_nonfinite_loss": _onset_nonfinite,
     "grad_spike": _onset_grad_spike,
     "plateau": _onset_plateau,
+    "lr_growth": _onset_lr_growth,
+    "loss_rise": _onset_loss_rise,
     "first_validation": _onset_first_validation,
 }
 
