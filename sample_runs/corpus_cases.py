@@ -7,6 +7,7 @@ from __future__ import annotations
 from corpus_schedules import (
     cosine,
     cosine_over_epochs,
+    exponential,
     lambda_warmup_cosine,
     linear_with_warmup,
     onecycle,
@@ -98,6 +99,23 @@ FAILURES = [
         epochs=35, batches_per_epoch=36, optimizer="sgd", lr=0.05, scheduler=step_lr(30),
         scheduler_text="StepLR(step_size=30, gamma=0.1)", intended_interval="epoch",
         cli_schedule={"schedule": "StepLR(step_size=30, gamma=0.1)", "interval": "epoch", "steps_per_epoch": 36},
+    ),
+    # ---- lr_collapse (no stated schedule: the LR alone is the evidence) ------------------------
+    CaseSpec(
+        "lr_collapse_steplr_hf",
+        "StepLR(step_size=30, gamma=0.1) meant per epoch but stepped per batch, HF-style log lines only and no "
+        "config: the LR falls 10x every 30 steps, below 1e-20 by step 600, while training goes on.",
+        (OUT,), (Expect("lr_collapse", "lr_collapse", 1),), ("loss_plateau", "constant_lr"),
+        epochs=20, batches_per_epoch=36, optimizer="sgd", lr=0.1, scheduler=step_lr(30),
+        scheduler_text="StepLR(step_size=30, gamma=0.1)", intended_interval="epoch", log_style="hf", log_every=1,
+    ),
+    CaseSpec(
+        "lr_collapse_exponential_timm",
+        "ExponentialLR(gamma=0.9) meant per epoch but stepped per batch, timm-style log lines: the LR falls below "
+        "1e-4 of its start within 90 steps and keeps falling for the rest of the run.",
+        (OUT,), (Expect("lr_collapse", "lr_collapse", 1),), ("loss_plateau", "constant_lr"),
+        epochs=12, batches_per_epoch=40, optimizer="adamw", lr=3e-3, scheduler=exponential(0.9),
+        scheduler_text="ExponentialLR(gamma=0.9)", intended_interval="epoch", log_style="timm", log_every=1,
     ),
     # ---- schedule_overrun ---------------------------------------------------------------------
     CaseSpec(

@@ -10,6 +10,7 @@ Definitions the onsets use (also written into CORPUS.json's `conventions`):
   x the first step's loss (the untrained level).
 - loss spike: a step whose loss exceeds SPIKE_FACTOR x the median of the previous SPIKE_WINDOW finite
   losses; it recovered when a loss within RECOVERY_STEPS after it is below 2x that median.
+- LR collapse: the first step whose LR is below LR_COLLAPSE_FACTOR x the highest LR logged before it.
 - LR growth: the first step whose LR is LR_GROWTH_FACTOR x the run's first LR.
 - loss rise: the loss level is the median of the LOSS_LEVEL_WINDOW losses ending at a step; the rise
   starts at the first step after the lowest level whose level is LOSS_RISE_FACTOR x the lowest.
@@ -39,6 +40,7 @@ RECOVERY_STEPS = 10
 EARLY_FRACTION = 0.05
 EARLY_SPIKE_FACTOR = 2.0
 LR_GROWTH_FACTOR = 10.0
+LR_COLLAPSE_FACTOR = 1e-4
 LOSS_LEVEL_WINDOW = 11
 LOSS_RISE_FACTOR = 2.0
 CONVENTIONS = {
@@ -55,6 +57,7 @@ CONVENTIONS = {
     "plateau_start": f"first step whose {PLATEAU_WINDOW}-step mean loss is within {PLATEAU_RELATIVE:.0%} of the last {PLATEAU_WINDOW}'s",
     "early_loss_spike": f"first {EARLY_FRACTION:.0%} of steps, loss > {EARLY_SPIKE_FACTOR:g}x the first step's loss",
     "loss_spike": f"loss > {SPIKE_FACTOR:g}x median of the previous {SPIKE_WINDOW} finite losses",
+    "lr_collapse": f"first step whose LR is below {LR_COLLAPSE_FACTOR:g}x the highest LR before it",
     "lr_growth": f"first step whose LR is {LR_GROWTH_FACTOR:g}x the first logged LR",
     "loss_rise": f"first step after the lowest {LOSS_LEVEL_WINDOW}-step median loss whose median is {LOSS_RISE_FACTOR:g}x it",
     "tolerance_steps": "the rule's own slack plus the sampling interval of the finest source carrying the series",
@@ -277,6 +280,16 @@ def _onset_grad_spike(observed: Observed) -> tuple[int, int | None, dict]:
     return step, peak_step, facts
 
 
+def _onset_lr_collapse(observed: Observed) -> tuple[int, int | None, dict]:
+    peak, onset = 0.0, None
+    for step, lr in observed.lr_used:
+        if onset is None and lr < LR_COLLAPSE_FACTOR * peak:
+            onset = step
+        peak = max(peak, lr)
+    lowest = min(lr for _, lr in observed.lr_used)
+    return onset, observed.last_step, {"lr_peak": peak, "lr_lowest": lowest}
+
+
 def _onset_lr_growth(observed: Observed) -> tuple[int, int | None, dict]:
     first = observed.lr_used[0][1]
     step = next(step for step, lr in observed.lr_used if lr >= LR_GROWTH_FACTOR * first)
@@ -314,6 +327,7 @@ ONSET_RULES = {
     "first_nonfinite_loss": _onset_nonfinite,
     "grad_spike": _onset_grad_spike,
     "plateau": _onset_plateau,
+    "lr_collapse": _onset_lr_collapse,
     "lr_growth": _onset_lr_growth,
     "loss_rise": _onset_loss_rise,
     "first_validation": _onset_first_validation,
