@@ -26,6 +26,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from forensics.ingest.config_intent import normalise
+from forensics.ingest.logs.formats.hf_dict import STATED_FACT_EVENT
 from forensics.ingest.logs.steps import steps_per_epoch
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ ORIGINS = ("trainer_state", "checkpoint trainer_state", "training_args", "checkp
            "log banner", "config")
 # HF banner facts (forensics.ingest.logs.formats.hf_dict) -> fact names.
 BANNER_FACTS = {"num_epochs": "epochs", "total_optimization_steps": "max_steps",
+                "num_update_steps_per_epoch": "steps_per_epoch",
                 "gradient_accumulation_steps": "gradient_accumulation_steps", "total_batch_size": "total_batch_size",
                 "per_device_batch_size": "batch_size", "num_examples": "num_examples"}
-STATED_FACT_EVENT = "stated_fact"
 # HF training arguments that mean "not set".
 _UNSET = {"max_steps": (-1, 0), "warmup_steps": (0,), "warmup_ratio": (0, 0.0)}
 
@@ -211,7 +212,12 @@ def _derived(facts: list[Fact]) -> list[Fact]:
     """Steps per epoch from a banner's total optimization steps over its epochs, when they divide."""
     derived = []
     for source in dict.fromkeys(fact.source for fact in facts if fact.origin == "log banner"):
-        banner = {fact.name: fact for fact in facts if fact.origin == "log banner" and fact.source == source}
+        banner: dict[str, Fact] = {}
+        for fact in facts:  # the first banner of a file is the training one (evaluation prints "Num examples" too)
+            if fact.origin == "log banner" and fact.source == source:
+                banner.setdefault(fact.name, fact)
+        if "steps_per_epoch" in banner:
+            continue
         counters = {raw: banner[name].value for raw, name in BANNER_FACTS.items() if name in banner}
         per_epoch = steps_per_epoch(counters)
         if per_epoch:

@@ -5,7 +5,8 @@ otherwise the reader turns the dict's fractional `epoch` into a step with the ba
 (`Total optimization steps = N` over `Num Epochs = E`, see `steps.StepAxis`), or uses the last
 progress counter or the line's position. The end-of-training summary (`train_runtime`,
 `train_loss` = mean over the run) is recognised but not turned into series, so the run's mean loss
-is never mistaken for a loss at the last step. Banner lines give no values, only `facts`.
+is never mistaken for a loss at the last step. Banner lines give no values, only `facts` (for the
+step axis) and a `stated_fact` event each (for `forensics.model.stated`).
 
 Real lines:
     {'loss': 0.6931, 'learning_rate': 2e-05, 'epoch': 0.05}
@@ -27,6 +28,8 @@ import re
 
 from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_float
 
+STATED_FACT_EVENT = "stated_fact"
+
 _DICT = re.compile(r"\{'[^{}]*\}")
 _PAIR = re.compile(rf"'([^']+)':\s*(?:np\.float\d*\()?'?({NUMBER})'?\)?(?=\s*[,}}])")
 _COUNTER = re.compile(r"(\d+)/(\d+)\s*\[")
@@ -35,6 +38,7 @@ _SUMMARY_KEYS = ("train_runtime", "total_flos")
 _BANNER = {
     "  Num examples = ": "num_examples",
     "  Num Epochs = ": "num_epochs",
+    "  Num update steps per epoch = ": "num_update_steps_per_epoch",   # transformers 5.x
     "  Instantaneous batch size per device = ": "per_device_batch_size",
     "  Total train batch size (w. parallel, distributed & accumulation) = ": "total_batch_size",
     "  Gradient Accumulation steps = ": "gradient_accumulation_steps",
@@ -66,7 +70,12 @@ def _banner(line: str) -> Parsed | None:
         start = line.find(label)
         if start >= 0:
             value = _BANNER_VALUE.match(line, start + len(label))
-            return Parsed(facts={fact: int(value.group(1).replace(",", ""))}) if value else None
+            if not value:
+                return None
+            number = int(value.group(1).replace(",", ""))
+            # The fact goes to the step axis and, as a `stated_fact` event with its line, to the run's
+            # stated facts (forensics.model.stated): the banner states the run's horizon and accumulation.
+            return Parsed(facts={fact: number}, events=[(STATED_FACT_EVENT, {"fact": fact, "value": number})])
     return None
 
 
