@@ -6,7 +6,6 @@ expected onsets from that record. Nothing here knows what the analysis should fi
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -133,10 +132,8 @@ def fast_forwarded_scheduler(root: Path, crash_at: int = 60) -> list[Lifetime]:
             group.pop("initial_lr", None)
             group["lr"] = 0.1
         loop.scheduler = warmup_cosine(loop.optimizer)
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            for _ in range(done):  # fast-forward before any optimizer.step(): torch warns
-                loop.scheduler.step()
+        for _ in range(done):  # fast-forward before any optimizer.step(): torch warns (once, by default)
+            loop.scheduler.step()
         life = _train(loop, TensorBoardLog(root / "tb"), range(done, TOTAL))
         handle.close()
         return life

@@ -38,7 +38,8 @@ class MissingResumeState(Check):
             raise NotApplicable("the run never restarted, so no resume depended on its checkpoints")
         if not run.checkpoints:
             raise NotApplicable("the run restarted but no readable checkpoint was found")
-        missing = _missing_state(run)
+        candidates = _resumable(run, restarts)
+        missing = _missing_state(run, candidates)
         if not missing:
             return []
         first = restarts[0]
@@ -48,7 +49,7 @@ class MissingResumeState(Check):
         evidence += [Evidence(path, "checkpoint keys", keys, expected=what, note=f"{what} missing")
                      for what, path, keys in missing[:8]]
         message = (f"The run restarted at step {fmt_step(first.step)}, but {len({p for _, p, _ in missing})} of "
-                   f"{len(run.checkpoints)} checkpoint(s) lack {', '.join(gaps)}; the resumed process could not "
+                   f"the {len(candidates)} checkpoint(s) it could have resumed from lack {', '.join(gaps)}; the resumed process could not "
                    "have restored them" + (" (with only the epoch saved, the global step had to be recomputed from "
                                            "it)" if "global step" in gaps else "") + ".")
         return [self.finding(step=first.step, end_step=first.segment.end_step, message=message,
@@ -56,13 +57,27 @@ class MissingResumeState(Check):
                              confidence=0.8, severity="warning" if serious else "info")]
 
 
-def _missing_state(run: Run) -> list[tuple[str, str, str]]:
+def _resumable(run: Run, restarts) -> list:
+    """The checkpoints a resume could have used: those saved before the last process that resumed
+    started (global step at most one past where its predecessor ended: a checkpoint's global step
+    counts the steps done), plus those whose step is unknown."""
+    reached = max((resume.previous.end_step + 1 for resume in restarts if resume.previous.end_step is not None),
+                  default=None)
+    candidates = [c for c in run.checkpoints
+                  if reached is None or c.global_step is None or c.global_step <= reached]
+    return candidates or list(run.checkpoints)
+
+
+def _missing_state(run: Run, candidates: list) -> list[tuple[str, str, str]]:
     """(what is missing, checkpoint path, the keys it does have) for every gap."""
     uses_scaler = any(c.has_grad_scaler for c in run.checkpoints) or len(run.series(aliases.LOSS_SCALE)) > 0
     uses_scheduler = any(c.schedulers for c in run.checkpoints) or _lr_moves(run)
+    # Weights exports beside training checkpoints are not what a resume loads; when they are all
+    # there is, they are what it resumed from.
+    exports_only = all(checkpoint.layout == "model_only" for checkpoint in candidates)
     gaps = []
-    for checkpoint in run.checkpoints:
-        if checkpoint.layout == "model_only":
+    for checkpoint in candidates:
+        if checkpoint.layout == "model_only" and not exports_only:
             continue  # a weights export, not a training checkpoint
         keys = ", ".join(checkpoint.top_level_keys[:12]) or "(none)"
         checks = [

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
-from forensics.checks.resume.resumes import Resume, checkpoints_between, counter_offsets, resumes, scheduler_unit
+from forensics.checks.resume.resumes import (
+    SAME_LR, Resume, checkpoints_between, counter_offsets, finite_lr, resumes, same_lr, scheduler_unit)
 from forensics.formatting import fmt_lr, fmt_step
 from forensics.model.run import Run
 
 # An LR step across a resume larger than this factor needs an explanation.
 LR_JUMP = 1.5
-# "Back at the start": within this relative distance of the run's first LR.
-SAME_LR = 0.05
 
 
 class ResumeDrift(Check):
@@ -61,21 +63,23 @@ class ResumeDrift(Check):
 
 
 def _step_rewind(run: Run, resume: Resume):
-    """The step counter went back further than to the newest checkpoint saved before the restart."""
+    """The step counter went back to 0, or to before the newest checkpoint saved before the restart."""
     rewound_from = resume.segment.rewound_from_step
     if rewound_from is None:
         return None, []
     newest = checkpoints_between(run, None, rewound_from)
     resumable = max((c.global_step for c in newest), default=None)
-    if resume.step == 0 or (resume.step < (resumable or 0) and resume.step <= rewound_from // 2):
+    if resume.step == 0 or resume.step < (resumable or 0):
         items = [Evidence(resume.segment.sources[0] if resume.segment.sources else ".", "segment start",
                           resume.step, expected=f"about {fmt_step(resumable or rewound_from)}",
                           note=f"the previous process had reached step {fmt_step(rewound_from)}")]
         if resume.lr_before is not None and resume.lr_after is not None:
             items += [row_evidence(run, resume.lr_before, note="last step logged before the restart"),
                       row_evidence(run, resume.lr_after, note="first step logged after the restart")]
+        why = ("global step / start epoch reset on resume" if resume.step == 0 or resumable is None
+               else f"resumed from an older checkpoint than the newest one, saved at step {fmt_step(resumable)}")
         return (f"the step counter restarted at {fmt_step(resume.step)} although the previous process had "
-                f"reached step {fmt_step(rewound_from)} (global step / start epoch reset on resume)"), items
+                f"reached step {fmt_step(rewound_from)} ({why})"), items
     return None, []
 
 
@@ -102,16 +106,95 @@ def _scheduler_restart(run: Run, resume: Resume):
 
 
 def _lr_jump(run: Run, resume: Resume):
-    """The LR jumped across the resume, typically back to the start of the warmup."""
+    """The LR across the resume is not what the run was on course for.
+
+    Steps logged both before and after a rewind must show the same LR (a re-run of steps after the
+    last checkpoint repeats the schedule exactly). Otherwise the first LR after the resume is held
+    against the LR just before it and the local slope of the LR there, against a stated schedule,
+    and against the run's own step decays; a jump none of them explains, and an LR back at the run's
+    first value (a warmup or schedule starting over), is drift.
+    """
     if resume.lr_before is None or resume.lr_after is None:
         return None, []
+    twice = _logged_twice(resume)
+    if twice is not None:
+        return _differ_on_rerun(run, resume, twice)
     before, after = float(resume.lr_before["value"]), float(resume.lr_after["value"])
-    if before <= 0 or after <= 0 or abs(math.log(after / before)) < math.log(LR_JUMP):
+    low, high = _on_course(resume)
+    if low / LR_JUMP <= after <= high * LR_JUMP or _stated_explains(run, resume, after) or _own_decay(run, resume):
         return None, []
     first = float(resume.lr_first["value"]) if resume.lr_first is not None else None
-    warmup_again = first is not None and abs(after - first) <= SAME_LR * first and abs(before - first) > SAME_LR * first
+    warmup_again = first is not None and same_lr(after, first) and not same_lr(before, first)
     items = [row_evidence(run, resume.lr_before, note="last LR before the resume"),
-             row_evidence(run, resume.lr_after, expected=f"close to {fmt_lr(before)}", note="first LR after the resume")]
+             row_evidence(run, resume.lr_after, expected=f"about {fmt_lr(high if after > high else low)}",
+                          note="first LR after the resume")]
     detail = (f"the LR jumped from {fmt_lr(before)} to {fmt_lr(after)}"
               + (f", back to the run's first LR {fmt_lr(first)} (the schedule started over)" if warmup_again else ""))
     return detail, items
+
+
+def _logged_twice(resume: Resume) -> pd.DataFrame | None:
+    """LRs at the steps logged both before and after a rewind: columns step, before, after."""
+    if resume.segment.rewound_from_step is None or resume.lr_previous is None or resume.lr_resumed is None:
+        return None
+    earlier = resume.lr_previous.drop_duplicates("step", keep="last").set_index("step")
+    later = resume.lr_resumed.drop_duplicates("step", keep="first").set_index("step")
+    shared = earlier.index.intersection(later.index)
+    if not len(shared):
+        return None
+    return pd.DataFrame({"step": shared, "before": earlier.loc[shared, "value"].to_numpy(),
+                         "after": later.loc[shared, "value"].to_numpy()})
+
+
+def _differ_on_rerun(run: Run, resume: Resume, twice: pd.DataFrame):
+    differ = [index for index, (a, b) in enumerate(zip(twice["before"], twice["after"])) if not same_lr(a, b)]
+    if len(differ) * 4 < len(twice):  # a stray rounding is not a different schedule
+        return None, []
+    first = twice.iloc[differ[0]]
+    step = int(first["step"])
+    earlier = resume.lr_previous[resume.lr_previous["step"] == step].iloc[-1]
+    later = resume.lr_resumed[resume.lr_resumed["step"] == step].iloc[0]
+    items = [row_evidence(run, earlier, note=f"step {fmt_step(step)} before the resume"),
+             row_evidence(run, later, expected=float(first["before"]), note=f"step {fmt_step(step)} after the resume")]
+    return (f"{len(differ)} of the {len(twice)} steps logged both before and after the resume have a different LR "
+            f"(step {fmt_step(step)}: {fmt_lr(float(first['before']))} before, {fmt_lr(float(first['after']))} "
+            f"after), so the resumed process did not continue the same schedule"), items
+
+
+def _on_course(resume: Resume) -> tuple[float, float]:
+    """The range the first LR after the resume was on course for: between the last LR before it and
+    the LR's local trend (a line through the last few LRs) carried on to the resumed step."""
+    before = float(resume.lr_before["value"])
+    previous = resume.lr_previous
+    if previous is None or len(previous) < 3:
+        return before, before
+    tail = previous.drop_duplicates("step", keep="last").tail(5)
+    steps, values = tail["step"].to_numpy(dtype=float), tail["value"].to_numpy(dtype=float)
+    if np.ptp(steps) == 0:
+        return before, before
+    slope = np.polyfit(steps, values, 1)[0]
+    carried = max(0.0, before + slope * (float(resume.lr_after["step"]) - steps[-1]))
+    return min(before, carried), max(before, carried)
+
+
+def _stated_explains(run: Run, resume: Resume, after: float) -> bool:
+    """A stated (not inferred) schedule gives this LR at the resumed step."""
+    intended = run.intended_schedule
+    if intended is None or intended.source == "inferred":
+        return False
+    expected = float(intended.expected_at([int(resume.lr_after["step"])])[0])
+    return math.isfinite(expected) and same_lr(after, expected)
+
+
+def _own_decay(run: Run, resume: Resume) -> bool:
+    """A drop by the same factor as a step decay the LR makes elsewhere in the run (StepLR's gamma
+    falling due at the resume)."""
+    before, after = float(resume.lr_before["value"]), float(resume.lr_after["value"])
+    if not 0 < after < before:
+        return False
+    values = finite_lr(run).sort_values(["segment", "step"], kind="stable")["value"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = values[1:] / values[:-1]
+    drops = ratios[(ratios < 1 / LR_JUMP) & np.isfinite(ratios)]
+    # The drop across the resume is one of them; the schedule must make the same drop elsewhere too.
+    return int(np.sum(np.abs(drops - after / before) <= SAME_LR * after / before)) >= 2

@@ -13,6 +13,10 @@ from forensics.model import aliases
 from forensics.model.run import Run, Segment
 
 
+# Two LRs are "the same" within this relative distance (a log rounds to 4 digits; float32 events).
+SAME_LR = 0.05
+
+
 @dataclass(frozen=True)
 class Resume:
     """A segment that starts with a new process or a rewound step counter."""
@@ -22,6 +26,8 @@ class Resume:
     lr_before: pd.Series | None   # last LR row of the previous segment
     lr_after: pd.Series | None    # first LR row of this segment
     lr_first: pd.Series | None    # the very first LR row of the run
+    lr_previous: pd.DataFrame | None = None  # every LR row of the previous segment, by step
+    lr_resumed: pd.DataFrame | None = None   # every LR row of this segment, by step
 
     @property
     def step(self) -> int | None:
@@ -31,22 +37,33 @@ class Resume:
 
 def resumes(run: Run) -> list[Resume]:
     """Every restart or rewind after the first segment that continued the run (not a fresh start), in order."""
-    lr = run.series(aliases.LR, group=0)
-    lr = lr[np.isfinite(lr["value"].to_numpy())]
+    lr = finite_lr(run)
     found = []
     for previous, segment in zip(run.segments, run.segments[1:]):
         if segment.kind not in ("restart", "rewind") or segment.start_step is None:
             continue
-        if _fresh_start(run, previous, segment):
+        if _fresh_start(run, previous, segment, lr):
             continue
-        before = lr[lr["segment"] == previous.index]
-        after = lr[lr["segment"] == segment.index]
+        before = lr[lr["segment"] == previous.index].sort_values("step", kind="stable")
+        after = lr[lr["segment"] == segment.index].sort_values("step", kind="stable")
         found.append(Resume(
             segment, previous,
-            before.sort_values("step", kind="stable").iloc[-1] if len(before) else None,
-            after.sort_values("step", kind="stable").iloc[0] if len(after) else None,
-            lr.sort_values(["segment", "step"], kind="stable").iloc[0] if len(lr) else None))
+            before.iloc[-1] if len(before) else None,
+            after.iloc[0] if len(after) else None,
+            lr.sort_values(["segment", "step"], kind="stable").iloc[0] if len(lr) else None,
+            before, after))
     return found
+
+
+def finite_lr(run: Run) -> pd.DataFrame:
+    """The finite LR rows of param group 0."""
+    lr = run.series(aliases.LR, group=0)
+    return lr[np.isfinite(lr["value"].to_numpy())]
+
+
+def same_lr(first: float, second: float) -> bool:
+    """Two LRs equal up to rounding (both zero counts as equal)."""
+    return abs(first - second) <= SAME_LR * max(abs(first), abs(second))
 
 
 def counter_offsets(checkpoints: list[Checkpoint], unit: str) -> list[int]:
@@ -82,17 +99,19 @@ def checkpoints_between(run: Run, first_step: int | None, last_step: int | None)
             and (last_step is None or checkpoint.global_step <= last_step)]
 
 
-def _fresh_start(run: Run, previous: Segment, segment: Segment) -> bool:
+def _fresh_start(run: Run, previous: Segment, segment: Segment, lr: pd.DataFrame) -> bool:
     """A new process that started the training over (a new experiment in the same log dir), not a resume.
 
     Only a restart at the run's very first step can be one. It counts as a resume only on positive
-    evidence: a log says so ("Resuming from ...") or the loss clearly picks up where the previous
-    process left it rather than where the run began.
+    evidence: a log says so ("Resuming from ..."), the LR picks up where the previous process left it
+    rather than where the run began (a restored scheduler), or the loss clearly does.
     """
     first_step = run.segments[0].start_step
     if segment.kind != "restart" or first_step is None or segment.start_step > first_step + 1:
         return False
     if any(event.kind == "resume" for event in run.events):
+        return False
+    if _lr_continues(lr, previous, segment):
         return False
     loss = training_losses(run)
     loss = loss[np.isfinite(loss["value"].to_numpy())]
@@ -105,3 +124,15 @@ def _fresh_start(run: Run, previous: Segment, segment: Segment) -> bool:
     # A resume needs positive evidence: the loss clearly continues from the previous process.
     level = float(start.median())
     return not abs(level - float(before.median())) < 0.5 * abs(level - float(initial.median()))
+
+
+def _lr_continues(lr: pd.DataFrame, previous: Segment, segment: Segment) -> bool:
+    """The segment's first LR is the previous segment's last one and not the run's first: the
+    scheduler's position was carried over, so this process resumed."""
+    ordered = lr.sort_values(["segment", "step"], kind="stable")
+    before = ordered[ordered["segment"] == previous.index]["value"]
+    after = ordered[ordered["segment"] == segment.index]["value"]
+    if before.empty or after.empty:
+        return False
+    first, last, resumed = float(ordered["value"].iloc[0]), float(before.iloc[-1]), float(after.iloc[0])
+    return same_lr(resumed, last) and not same_lr(resumed, first)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
-from forensics.checks.resume.resumes import counter_offsets
+from forensics.checks.resume.resumes import counter_offsets, resumes
 from forensics.checks.schedule.alignment import align, intent_evidence
-from forensics.formatting import fmt_lr
+from forensics.formatting import fmt_lr, fmt_step
 from forensics.model import aliases
 from forensics.model.run import Run
 
 EXPLAINED = 0.25   # the one-step shift must explain the LR this much better than no shift
+RESUME_JUMP = 1.5  # an LR continuing across a resume moves by less than this factor
+BURST_LINES = 4    # warnings this few lines apart were printed by one call (a scheduler and its children)
 
 
 class OffByOne(Check):
@@ -44,7 +48,7 @@ class OffByOne(Check):
             reasons.append(counter[0])
             evidence.append(counter[1])
         warning = next((event for event in run.events if event.kind == "scheduler_order_warning"), None)
-        harmless = _first_step_skipped(run)
+        harmless = _first_step_skipped(run) or _resume_fast_forward(run)
         if warning is not None and harmless is None:
             reasons.append(f"torch warned that lr_scheduler.step() ran before optimizer.step() ({warning.source} "
                            f"line {warning.line})")
@@ -92,6 +96,49 @@ def _first_step_skipped(run: Run) -> str | None:
             return (f"{checkpoint.path}: the optimizer took {max(counts)} steps of {checkpoint.global_step} "
                     "(skipped steps)")
     return None
+
+
+def _resume_fast_forward(run: Run) -> str | None:
+    """The ordering warnings came from resumes that stepped a fresh scheduler forward to the resumed
+    step before training (the LR then continues where it stopped), not from the loop's order.
+
+    A warning whose time places it in the first process is not one; warnings that cannot be placed
+    are explained when there is at most one per resume whose LR continued smoothly (a scheduler ahead
+    from the start warns in every process, the first included).
+    """
+    warnings = [event for event in run.events if event.kind == "scheduler_order_warning"]
+    smooth = [resume for resume in resumes(run) if resume.segment.kind == "restart"
+              and resume.lr_before is not None and resume.lr_after is not None
+              and resume.segment.rewound_from_step is None
+              and _continues(float(resume.lr_before["value"]), float(resume.lr_after["value"]))]
+    if not warnings or not smooth or len(_bursts(warnings)) > len(smooth):
+        return None
+    first = run.segments[0] if run.segments else None
+    for event in warnings:
+        if (first is not None and event.wall_time is not None and first.end_wall_time is not None
+                and event.wall_time <= first.end_wall_time):
+            return None
+    steps = ", ".join(fmt_step(resume.step) for resume in smooth)
+    return (f"the run resumed at step {steps} with the LR continuing where it stopped: a fresh scheduler "
+            "stepped forward to the resumed step before training warns the same way")
+
+
+def _bursts(warnings: list) -> list[list]:
+    """Warnings printed together (one scheduler and its children, a few lines apart in one log) are
+    one occurrence."""
+    bursts: list[list] = []
+    for event in sorted(warnings, key=lambda e: (e.source, e.line or 0)):
+        last = bursts[-1][-1] if bursts else None
+        if (last is not None and last.source == event.source and last.line is not None and event.line is not None
+                and event.line - last.line <= BURST_LINES):
+            bursts[-1].append(event)
+        else:
+            bursts.append([event])
+    return bursts
+
+
+def _continues(before: float, after: float) -> bool:
+    return before > 0 and after > 0 and abs(math.log(after / before)) < math.log(RESUME_JUMP)
 
 
 def _shifted_lr(run: Run):

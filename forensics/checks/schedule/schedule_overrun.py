@@ -6,6 +6,7 @@ import numpy as np
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
+from forensics.checks.resume.resumes import resumes
 from forensics.checks.schedule.alignment import intended_or_skip, intent_evidence
 from forensics.formatting import fmt_lr, fmt_step
 from forensics.model import aliases
@@ -98,7 +99,13 @@ class ScheduleOverrun(Check):
         return intended.horizon
 
     def _scheduler_past(self, run: Run, intended):
-        limit = self._horizon_units(intended) * (1 + SLACK) + 1
+        # Steps a resume logged again (a rewound counter) were real scheduler steps too: a scheduler
+        # counter that is ahead of the logged steps by them is that resume's doing (resume_drift).
+        rewound = sum(resume.segment.rewound_from_step - resume.step + 1 for resume in resumes(run)
+                      if resume.segment.rewound_from_step is not None and resume.step is not None)
+        if intended.interval == "epoch" and intended.steps_per_epoch:
+            rewound = -(-rewound // intended.steps_per_epoch)
+        limit = self._horizon_units(intended) * (1 + SLACK) + 1 + max(rewound, 0)
         for checkpoint in reversed(run.checkpoints):
             for state in checkpoint.schedulers:
                 if state.class_name == intended.class_name and state.last_epoch is not None and state.last_epoch > limit:
