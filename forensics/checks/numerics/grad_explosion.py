@@ -22,8 +22,11 @@ from forensics.model.run import Run
 SPIKE = 10.0         # a value this many times the running median is a spike
 EXPLOSION = 100.0    # ... and this many times, an explosion
 SUSTAINED = 3        # or SPIKE for this many values in a row
-CLIMB_START = 5.0    # a steady climb starts with a value this many times the running median ...
-CLIMB_GROWTH = 100.0  # ... and is an explosion once the level is EXPLOSION-fold the median before it
+CLIMB_START = 5.0    # a steady climb starts with the first value this many times the usual level ...
+CLIMB_GROWTH = 30.0  # ... and is an explosion once its level is this many times its lowest level before ...
+CLIMB_OVER_TYPICAL = 10.0  # ... and this many times the median of everything logged before it
+# Healthy corpus and real runs reach at most ~6x and ~3x on those two ratios; clipped explosions
+# 200x+ and 75x+: both thresholds sit an order of magnitude from either side.
 MIN_POINTS = 20
 
 
@@ -32,8 +35,10 @@ class GradExplosion(Check):
 
     **Symptom**: the logged gradient norm jumps to 100x its running median, or stays above 10x
     for several logged steps in a row, or climbs steadily until its level (the median of 10
-    values) is 100x what it was before the climb (clipping hides the jump: every update is capped,
-    but the measured norm keeps growing).
+    values) is 30x the lowest level before it and 10x the median of everything logged before
+    (clipping hides the jump: every update is capped, but the measured norm keeps growing). Levels
+    and whole-run medians decide, not single values, so the verdict does not hang on the last
+    bits of a run at the edge of stability.
 
     **Bad run**: grad norm around 0.5 for 3,000 steps, then 40, 900, 2e+04 as the LR ramps up:
     the weights are being thrown around and a NaN usually follows. Or, with
@@ -60,7 +65,7 @@ class GradExplosion(Check):
         grad = busiest_source(grad).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
         values = grad["value"].to_numpy()
         spike = first_spike(values, SPIKE, once_factor=EXPLOSION, sustained=SUSTAINED)
-        climb = first_climb(values, CLIMB_START, CLIMB_GROWTH)
+        climb = first_climb(values, CLIMB_START, CLIMB_GROWTH, CLIMB_OVER_TYPICAL)
         if climb is not None and (spike is None or climb.start < spike.index):
             return [self._climb_finding(run, grad, climb)]
         if spike is None:
@@ -82,7 +87,7 @@ class GradExplosion(Check):
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.8)]
 
     def _climb_finding(self, run: Run, grad: pd.DataFrame, climb: Climb) -> Finding:
-        """A steady climb: where it left its band, where its level passed 100x, and the peak."""
+        """A steady climb: where it left its band, where its level passed the thresholds, and the peak."""
         row, confirmed = grad.iloc[climb.start], grad.iloc[climb.confirmed]
         peak = _peak_row(grad, climb.start)
         level_after = trailing_level(grad["value"].to_numpy())[climb.confirmed:]
@@ -90,17 +95,18 @@ class GradExplosion(Check):
         settled = int(grad["step"].iloc[climb.confirmed + calm[0]]) if len(calm) else None
         growth = climb.level / climb.baseline
         message = (f"{row['tag']} climbed steadily rather than spiking: it left its usual level at step "
-                   f"{fmt_step(int(row['step']))} ({fmt_value(float(row['value']))}, {climb.ratio:,.1f}x its running "
-                   f"median of {fmt_value(climb.baseline)}), and by step {fmt_step(int(confirmed['step']))} the "
-                   f"median of its last {LEVEL_WINDOW} values was {fmt_value(climb.level)}, {growth:,.0f}x that "
-                   f"median; it peaked at {fmt_value(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
-                   + (f"; its level was back near the median by step {fmt_step(settled)}." if settled is not None
+                   f"{fmt_step(int(row['step']))} ({fmt_value(float(row['value']))}, {climb.ratio:,.1f}x its usual "
+                   f"level of {fmt_value(climb.baseline)}, the median of every value before), and by step "
+                   f"{fmt_step(int(confirmed['step']))} the median of its last {LEVEL_WINDOW} values was "
+                   f"{fmt_value(climb.level)}, {growth:,.0f}x that level and {climb.level / climb.floor:,.0f}x its "
+                   f"lowest level of {fmt_value(climb.floor)}; it peaked at {fmt_value(float(peak['value']))} at step {fmt_step(int(peak['step']))}"
+                   + (f"; its level was back near the usual level by step {fmt_step(settled)}." if settled is not None
                       else " and its level never came back."))
         window = grad.iloc[max(0, climb.confirmed - LEVEL_WINDOW + 1):climb.confirmed + 1]
         level = Evidence(str(confirmed["source"]), f"median of {len(window)} values: "
                          f"{row_locator(run, window.iloc[0])} .. {row_locator(run, window.iloc[-1])}", climb.level,
                          expected=f"about {fmt_value(climb.baseline)}",
-                         note=f"level {growth:,.0f}x the running median before the climb")
+                         note=f"level {growth:,.0f}x the usual level before the climb")
         evidence = [row_evidence(run, row, expected=f"about {fmt_value(climb.baseline)}",
                                  note="first value out of the usual band"), level, row_evidence(run, peak, note="peak")]
         if climb.start > 0:

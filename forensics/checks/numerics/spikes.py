@@ -46,18 +46,19 @@ def first_spike(values: np.ndarray, factor: float, once_factor: float | None = N
 
 @dataclass(frozen=True)
 class Climb:
-    """A value that left its usual band (`start`, `ratio` x the running median `baseline`) and the
-    sustained climb after it: the level (median of LEVEL_WINDOW values) reached `level` at `confirmed`."""
+    """A value that left its usual band (`start`, `ratio` x the usual level `baseline`) and the
+    sustained climb after it: the level (median of LEVEL_WINDOW values) reached `level` at
+    `confirmed`, `level / floor` times the lowest level before it."""
 
     start: int
     ratio: float
     baseline: float
     confirmed: int
     level: float
+    floor: float
 
 
 LEVEL_WINDOW = 10  # a climb is judged by the median of this many values, so one spike is not a level
-SETTLE = 10        # this many values in a row back near the baseline end a climb
 
 
 def trailing_level(values: np.ndarray) -> np.ndarray:
@@ -66,30 +67,38 @@ def trailing_level(values: np.ndarray) -> np.ndarray:
     return pd.Series(finite).rolling(LEVEL_WINDOW, min_periods=LEVEL_WINDOW // 2).median().to_numpy()
 
 
-def first_climb(values: np.ndarray, start_factor: float, growth: float, calm_factor: float = 3.0) -> Climb | None:
-    """The first sustained climb: a value above `start_factor` x the running median after which the
-    level rises to `growth` x that median before SETTLE values in a row are back below `calm_factor` x it.
+def typical_level(values: np.ndarray) -> np.ndarray:
+    """Median of every finite value before each position (NaN until 10 exist): the run's usual level
+    so far, which a climb moves far more slowly than a 50-value running median."""
+    finite = np.where(np.isfinite(values), values, np.nan)
+    return pd.Series(finite).expanding(min_periods=10).median().shift(1).to_numpy()
+
+
+def first_climb(values: np.ndarray, start_factor: float, growth: float, over_typical: float = 10.0) -> Climb | None:
+    """The first sustained climb: the level (median of LEVEL_WINDOW values) rose to `growth` x the
+    lowest level before it and to `over_typical` x the median of everything logged before it.
 
     Catches explosions that grow steadily (clipped gradients, an LR growing past stability), whose
-    single values never jump far above a running median that climbs with them.
+    single values never jump far above a running median that climbs with them. Both references
+    lag the climb by construction (a minimum and a whole-run median), so how far the level got
+    decides, not how fast a moving baseline caught up with it; a norm that only comes back from a
+    dip to its usual level fails the second test. The climb starts at the first value after the
+    lowest level that is `start_factor` x the usual level of that time.
     """
-    baseline = running_median(values)
     level = trailing_level(values)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(baseline > 0, values / baseline, np.nan)
-    candidates = np.flatnonzero(np.isfinite(ratio) & (ratio > start_factor))
-    scanned_to = -1
-    for start in candidates:
-        if start <= scanned_to:
-            continue  # inside a climb already examined: it belongs to that episode
-        base = float(baseline[start])
-        calm_run = 0
-        index = start
-        for index in range(start, len(values)):
-            if np.isfinite(level[index]) and level[index] >= growth * base:
-                return Climb(int(start), float(ratio[start]), base, int(index), float(level[index]))
-            calm_run = calm_run + 1 if np.isfinite(values[index]) and values[index] < calm_factor * base else 0
-            if calm_run >= SETTLE:
-                break
-        scanned_to = index
-    return None
+    typical = typical_level(values)
+    floor = pd.Series(level).cummin().shift(LEVEL_WINDOW).to_numpy()  # lowest level a window or more before
+    with np.errstate(invalid="ignore"):
+        confirmed = np.flatnonzero(np.isfinite(level) & np.isfinite(floor) & np.isfinite(typical) & (floor > 0)
+                                   & (level >= growth * floor) & (level >= over_typical * typical))
+    if not len(confirmed):
+        return None
+    at = int(confirmed[0])
+    base = float(floor[at])
+    lowest = int(np.flatnonzero(level[: at - LEVEL_WINDOW + 1] == base)[-1])
+    usual = float(typical[lowest]) if np.isfinite(typical[lowest]) else base
+    usual = max(usual, base)
+    with np.errstate(invalid="ignore"):
+        out = np.flatnonzero(np.isfinite(values[lowest:at + 1]) & (values[lowest:at + 1] > start_factor * usual))
+    start = lowest + int(out[0]) if len(out) else at
+    return Climb(start, float(values[start] / usual), usual, at, float(level[at]), base)

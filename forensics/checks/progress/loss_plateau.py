@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence, row_locator
-from forensics.checks.series import busiest_source
+from forensics.checks.series import busiest_source, training_loss_parts
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step, fmt_value
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -48,24 +48,34 @@ class LossPlateau(Check):
     needs = ("training loss series",)
 
     def run(self, run: Run) -> list[Finding]:
-        loss = run.series(aliases.LOSS, group=0)
-        loss = loss[np.isfinite(loss["value"].to_numpy())]
-        if len(loss) < MIN_POINTS:
-            raise NotApplicable(f"needs a finite training loss series with at least {MIN_POINTS} points")
-        loss = busiest_source(loss).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
+        candidates = _losses_to_judge(run)
+        if not candidates:
+            raise NotApplicable(f"needs a finite training loss series with at least {MIN_POINTS} points"
+                                + ("; a GAN's adversarial losses measure a balance, not progress"
+                                   if any(aliases.is_adversarial_loss(name) for name in training_loss_parts(run)) else ""))
+        findings = [self._plateau(run, loss) for loss in candidates]
+        if any(finding is None for finding in findings):
+            return []  # one part of the loss still improves: training does
+        if len(findings) > 1:
+            others = ", ".join(str(loss["tag"].iloc[0]) for loss in candidates[1:])
+            findings[0] = replace(findings[0], message=findings[0].message + f" So did every other component ({others}).")
+        return [findings[0]]
+
+    def _plateau(self, run: Run, loss: pd.DataFrame) -> Finding | None:
+        """The finding for one training loss series, or None when it kept improving or the LR moved."""
         plateau = find_plateau(loss["value"].to_numpy())
         if plateau is None:
-            return []
+            return None
         start, window = plateau.start, plateau.window
         steps = loss["step"].to_numpy()
         share = (steps[-1] - steps[start]) / max(steps[-1] - steps[0], 1)
         if share < MIN_SHARE:
-            return []
+            return None
         lr_note = _lr_during(run, int(steps[start]), int(steps[-1]))
         if lr_note is None:
-            return []
+            return None
         if lr_note == "unknown" and plateau.drop > SMALL_DROP * abs(float(loss["value"].iloc[:window].mean())):
-            return []
+            return None
         start_row, end_row = loss.iloc[start], loss.iloc[-1]
         middle = start + (len(loss) - start) // 2
         message = (f"The mean of {start_row['tag']} over {window} logged values fell to {fmt_value(plateau.reached)} "
@@ -83,8 +93,8 @@ class LossPlateau(Check):
                                    "first half of the plateau"),
                     _mean_evidence(run, loss, middle, len(loss), None, "second half of the plateau"),
                     row_evidence(run, end_row, note="last training loss")]
-        return [self.finding(step=int(steps[start]), end_step=int(steps[-1]), message=message,
-                             fix=self.documentation()["Fix"], evidence=evidence, confidence=0.6)]
+        return self.finding(step=int(steps[start]), end_step=int(steps[-1]), message=message,
+                            fix=self.documentation()["Fix"], evidence=evidence, confidence=0.6)
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,22 @@ def find_plateau(values: np.ndarray) -> Plateau | None:
     if abs(first_half - second_half) > band:
         return None
     return Plateau(start, window, float(trailing[start]), level, band, drop, first_half, second_half)
+
+
+def _losses_to_judge(run: Run) -> list[pd.DataFrame]:
+    """The canonical training loss, or else every component that is not adversarial (YOLO's box, obj
+    and cls losses plateau together or training still progresses), each finite, from its busiest
+    source, in step order, with at least MIN_POINTS values."""
+    parts = training_loss_parts(run)
+    names = [aliases.LOSS] if aliases.LOSS in parts else [name for name in parts if not aliases.is_adversarial_loss(name)]
+    judged = []
+    for name in names:
+        loss = run.series(name, group=0)
+        loss = loss[np.isfinite(loss["value"].to_numpy())]
+        loss = busiest_source(loss).sort_values(["segment", "step"], kind="stable").reset_index(drop=True)
+        if len(loss) >= MIN_POINTS:
+            judged.append(loss)
+    return judged
 
 
 def _mean_evidence(run: Run, loss: pd.DataFrame, first: int, stop: int, expected: str | None, note: str) -> Evidence:
