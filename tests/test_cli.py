@@ -122,3 +122,18 @@ def test_follow_links_reads_files_outside_the_run(tmp_path):
     followed = json.loads(runner.invoke(app, ["analyze", str(run), "-f", "json", "-o", "-", "-q",
                                               "--follow-links"]).stdout)
     assert followed["run"]["checkpoints"] == 4
+
+
+def test_terminal_summary_of_a_limited_run_names_the_missing_input_and_its_fix(tmp_path):
+    run = tmp_path / "log_only"
+    run.mkdir()
+    (run / "train.log").write_text("".join(f"step {step} loss {2.0 / (1 + step / 50):.4f} lr {0.1 * 0.99 ** step:.6e}\n"
+                                           for step in range(300)))
+    result = runner.invoke(app, ["analyze", str(run), "-f", "json", "-o", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert document["verdict"]["status"] == "limited"
+    assert "LIMITED" in result.stderr
+    missing = [line for line in result.stderr.splitlines() if line.strip().startswith("missing")]
+    assert missing and any("a stated LR schedule" in line and "--schedule" in line for line in missing), result.stderr
+    assert "did not apply to this run: " in result.stderr and "resume_drift" in result.stderr

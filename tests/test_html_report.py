@@ -71,3 +71,20 @@ def test_finding_cards_have_a_chart_zoomed_on_their_steps():
     zoom = next(c for c in report.charts if c.scope == f"finding-{report.findings.index(onset) + 1}")
     assert zoom.metric == "loss" and zoom.window[0] < onset.step <= zoom.window[1]
     assert 'id="finding-1-chart"' in html
+
+
+def test_the_checks_table_says_how_to_enable_each_check_that_lacked_an_input(tmp_path):
+    run = tmp_path / "loss_only"
+    run.mkdir()
+    (run / "train.log").write_text("".join(f"step {step} loss {2.0 / (1 + step / 50):.4f}\n" for step in range(300)))
+    report = analyze(run)
+    assert report.verdict.status == "limited"
+    page = render_html(report)
+    checks = page[page.index("<h2>Checks</h2>"):]
+    checks = checks[:checks.index("</table>")]
+    row = next(line for line in checks.splitlines() if "<code>constant_lr</code>" in line)
+    assert 'class="limits"' in row and "log the learning rate" in row
+    resume = next(line for line in checks.splitlines() if "<code>resume_drift</code>" in line)
+    assert "does not arise in this run" in resume and 'class="limits"' not in resume
+    header = page[page.index("<header>"):page.index("</header>")]
+    assert 'class="verdict limited"' in header and "a logged LR series" in header

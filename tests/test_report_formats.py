@@ -16,7 +16,10 @@ from forensics.render.assets import SCRIPT_FILES
 from conftest import REPO, SAMPLE_RUNS
 
 SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
-SAMPLE_NAMES = sorted(path.name for path in SAMPLE_RUNS.iterdir() if path.is_dir() and not path.name.startswith("_"))
+# The committed sample runs: those MANIFEST.json describes and those with their own generator script beside
+# them; other folders there (generated corpora of many runs, generator packages) are not one run each.
+SAMPLE_NAMES = sorted(set(json.loads((SAMPLE_RUNS / "MANIFEST.json").read_text()))
+                      | {path.stem for path in SAMPLE_RUNS.glob("*.py") if (SAMPLE_RUNS / path.stem).is_dir()})
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
@@ -58,3 +61,48 @@ def test_markdown_escapes_pipes_and_backticks(tmp_path):
     assert finding_rows, text
     for row in finding_rows:
         assert row.count("|") - row.count("\\|") == 5  # 4 columns: pipes from the run are escaped
+
+
+def _documented_codes() -> dict[str, str]:
+    """code -> status column of the "Finding codes" table in docs/report-schema.md."""
+    text = (REPO / "docs" / "report-schema.md").read_text()
+    table = text[text.index("## Finding codes"):].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): cells[1].strip() for cells in rows}
+
+
+def test_the_codes_table_lists_exactly_the_registered_codes():
+    """Both directions from the registry: a new check needs one row, a removed one loses its row."""
+    from forensics.checks import INTERNAL_ERROR, REGISTRY
+
+    documented = _documented_codes()
+    registered = {check.code for check in REGISTRY} | {INTERNAL_ERROR}
+    assert sorted(registered - set(documented)) == [], "registered but not documented"
+    assert sorted(set(documented) - registered) == [], "documented but not registered"
+    assert set(documented.values()) == {"implemented"}
+
+
+def test_the_schema_accepts_any_snake_case_code_and_no_other():
+    """The JSON schema holds no list of codes, so registering a check never edits it."""
+    finding = SCHEMA["$defs"]["finding"]["properties"]["code"]
+    assert "enum" not in finding
+    for code in ("lr_collapse", "some_future_check", "internal_error"):
+        jsonschema.validate(code, finding)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("Not A Code", finding)
+
+
+def test_the_schema_ties_limited_and_healthy_to_the_unchecked_list():
+    report = json.loads(render_json(analyze(SAMPLE_RUNS / "healthy_onecycle")))
+    assert report["verdict"]["status"] == "healthy"
+    forged = json.loads(json.dumps(report))
+    forged["verdict"]["unchecked"].append({"code": "constant_lr", "reason": "no schedule stated",
+                                           "missing": ["stated_schedule"], "enable": "--schedule",
+                                           "limits_verdict": True})
+    with pytest.raises(jsonschema.ValidationError):  # healthy with a gap that limits it
+        jsonschema.validate(forged, SCHEMA)
+    forged["verdict"]["status"] = "limited"
+    jsonschema.validate(forged, SCHEMA)
+    forged["verdict"]["unchecked"] = []
+    with pytest.raises(jsonschema.ValidationError):  # limited with nothing that limits it
+        jsonschema.validate(forged, SCHEMA)

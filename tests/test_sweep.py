@@ -161,3 +161,40 @@ def test_a_run_whose_artifacts_sit_in_standard_subfolders_is_one_run(tmp_path):
     shutil.copytree(SAMPLE_RUNS / "healthy_onecycle" / "tb", run / "tb")
     shutil.copytree(SAMPLE_RUNS / "healthy_onecycle" / "checkpoints", run / "checkpoints")
     assert find_runs(root).runs == [run.resolve()]
+
+
+def _log_only_run(run_dir):
+    """A stdout log with a cosine LR and a falling loss, and no file that states the schedule."""
+    import math
+
+    run_dir.mkdir(parents=True)
+    lr = [0.05 * (1 + math.cos(math.pi * step / 300)) for step in range(300)]
+    run_dir.joinpath("train.log").write_text("".join(f"step {step} loss {2.3 * math.exp(-step / 100) + 0.2:.4f} "
+                                                     f"lr {lr[step]:.6e}\n" for step in range(300)))
+
+
+def test_a_limited_run_shows_what_was_not_checked_in_every_index_format(tmp_path):
+    import jsonschema
+
+    from conftest import REPO
+
+    root = tmp_path / "root"
+    shutil.copytree(SAMPLE_RUNS / "healthy_onecycle", root / "healthy_onecycle")
+    _log_only_run(root / "log_only")
+    result = runner.invoke(app, ["sweep", str(root), "-o", str(tmp_path / "out"), "-f", "json,md,html"])
+    assert result.exit_code == 0, result.output
+    index = _index(tmp_path / "out")
+    jsonschema.validate(index, json.loads((REPO / "docs" / "sweep.schema.json").read_text()))
+    runs = {run["path"]: run for run in index["runs"]}
+    limited, healthy = runs["log_only"], runs["healthy_onecycle"]
+    assert limited["status"] == "limited" and index["totals"]["limited"] == 1
+    assert "stated_schedule" in limited["missing_inputs"] and limited["unchecked_codes"]
+    assert limited["not_checked"].startswith(f"{len(limited['unchecked_codes'])} of {limited['checks_total']} checks")
+    assert "--schedule" in limited["not_checked"]
+    assert healthy["status"] == "healthy" and healthy["not_checked"] is None and healthy["unchecked_codes"] == []
+    # Worst first: the limited run is listed above the healthy one, with its gap in the "not checked" column.
+    md = (tmp_path / "out" / "index.md").read_text()
+    assert md.index("log_only") < md.index("healthy_onecycle") and "**LIMITED**" in md and "\\`--schedule\\`" in md
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert '<td class="status limited">limited</td>' in page and "a stated LR schedule" in page
+    assert "LIMITED" in result.stderr
