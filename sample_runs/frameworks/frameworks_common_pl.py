@@ -36,8 +36,8 @@ CONVENTIONS = {
                   f"(>= {SPIKE_MIN_HISTORY})",
     "lr_collapse": f"first step whose LR is <= {COLLAPSE_FRACTION:g} x the highest LR logged before it",
     "lr_runaway": f"first step whose LR exceeds {RUNAWAY_FACTOR:g}x the first logged LR",
-    "loss_divergence": "step of the lowest 5-step mean training loss before the sustained rise; tolerance reaches "
-                       "the first step whose loss is 2x that minimum",
+    "loss_divergence": "end step of the lowest 10-value mean training loss; tolerance reaches the first 10-value "
+                       "mean 2x that minimum; every mean of the last quarter of the run is > 10x the minimum",
     "plateau_start": f"first step whose trailing {PLATEAU_WINDOW}-step mean loss is within {PLATEAU_RELATIVE:.0%} of "
                      f"the final {PLATEAU_WINDOW}-step mean",
 }
@@ -180,15 +180,21 @@ def runaway_step(points: list[tuple[int, float]]) -> int | None:
     return next((step for step, lr in points if lr > RUNAWAY_FACTOR * first), None)
 
 
-def divergence_onset(points: list[tuple[int, float]]) -> tuple[int, int]:
-    """(step of the lowest 5-point mean loss, steps from there until the loss first doubles that minimum)."""
+def divergence_onset(points: list[tuple[int, float]], window: int = 10) -> tuple[int, int]:
+    """(end step of the lowest `window`-point mean loss, steps from there until that mean first doubles).
+
+    Raises unless the rise is sustained and large: every window mean in the last quarter of the run is
+    more than 10x the minimum (so a noisy or recovering loss is never labelled a divergence)."""
     values = [value for _, value in points]
-    means = [sum(values[i - 4 : i + 1]) / 5 for i in range(4, len(values))]
+    if not all(math.isfinite(value) for value in values):
+        raise AssertionError("the loss went non-finite: that is nan_onset, not a divergence without NaN")
+    means = [sum(values[i - window + 1 : i + 1]) / window for i in range(window - 1, len(values))]
     best = min(range(len(means)), key=means.__getitem__)
-    onset_index = best + 4
-    floor = means[best]
-    doubled = next((i for i in range(onset_index, len(values)) if values[i] > 2 * floor), len(values) - 1)
-    return points[onset_index][0], points[doubled][0] - points[onset_index][0]
+    if min(means[-max(1, len(means) // 4):]) <= 10 * means[best]:
+        raise AssertionError("the loss does not stay far above its minimum")
+    doubled = next(i for i in range(best, len(means)) if means[i] > 2 * means[best])
+    onset = points[best + window - 1][0]
+    return onset, points[doubled + window - 1][0] - onset
 
 
 def plateau_start(points: list[tuple[int, float]], window: int = PLATEAU_WINDOW) -> int | None:

@@ -14,7 +14,7 @@ def training_failures() -> list[LCase]:
     lbl = Label
     huge_lr = dict(task="regression", optimizer="sgd", lr=2.0)
     gan_nan = dict(task="gan", optimizer="sgd", lr=1e-3, extra={"d_lr": 50.0})
-    blowup = dict(blowup_step=BLOWUP_STEP, clip=1.0)
+    blowup = dict(task="regression", blowup_step=BLOWUP_STEP, clip=1.0)
     plateau = dict(optimizer="adam", lr=1e-2, label_noise=0.3, epochs=20)
     ema = dict(ema_frozen=True, scheduler=warmup_cosine(FULL))
     manual = dict(scheduler=warmup_cosine(FULL), manual_scheduler=True, stop_after_epoch=5, resume="ckpt")
@@ -35,12 +35,12 @@ def training_failures() -> list[LCase]:
               Recipe(**gan_nan, loggers=(), lr_monitor=None, progress_log=True, log_every=2, **NO_FILES),
               [lbl("nan_onset", "nonfinite", "d_loss|g_loss")], ["loss_divergence", "loss_plateau"]),
         LCase("grad_explosion_blowup_csv", f"From step {BLOWUP_STEP} every input batch arrives scaled x1000 (a "
-              "broken normaliser); gradient_clip_val=1 keeps updates bounded while the logged grad_2.0_norm_total "
-              "(lightning.pytorch.utilities.grad_norm) jumps ~1000x.",
+              "broken normaliser) on a regression task; gradient_clip_val=1 keeps updates bounded while the logged grad_2.0_norm_total "
+              "(lightning.pytorch.utilities.grad_norm) jumps by orders of magnitude.",
               Recipe(**blowup, grad_norms="lightning", hparams=_hp(gradient_clip_val=1.0)),
               [lbl("grad_explosion", "grad_spike", "grad_2.0_norm_total")],
               ["loss_divergence", "loss_plateau", "val_stuck", "nan_onset"]),
-        LCase("grad_explosion_blowup_tb", "The same x1000 inputs from step 80, one grad_norm scalar in TensorBoard.",
+        LCase("grad_explosion_blowup_tb", "The same x1000 regression inputs from step 80, one grad_norm scalar in TensorBoard.",
               Recipe(**blowup, grad_norms="plain", loggers=("tb",)), [lbl("grad_explosion", "grad_spike", "grad_norm")],
               ["loss_divergence", "loss_plateau", "val_stuck", "nan_onset"]),
         LCase("grad_explosion_blowup_csv_nointent", "x1000 inputs from step 80, CSV only, no checkpoint or hparams.",

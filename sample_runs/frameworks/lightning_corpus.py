@@ -103,13 +103,9 @@ def _measure(case: LCase, logged: Logged, label) -> dict:
                       "the step it exceeds 30x")
     if rule == "divergence":
         points = logged.series(label.key or "train_loss")
-        if not all(v == v for _, v in points):
-            raise AssertionError(f"{case.name}: loss went NaN, not a divergence without NaN")
         onset, width = divergence_onset(points)
-        if points[-1][1] < 10 * min(v for _, v in points):
-            raise AssertionError(f"{case.name}: final loss is not far above its minimum")
         return expect(label.code, onset, max(width, log_interval(points)),
-                      "step of the lowest 5-step mean train_loss; tolerance reaches the first loss 2x that minimum; "
+                      "end of the lowest 10-value mean train_loss; tolerance reaches the first mean 2x that minimum; "
                       f"final loss {points[-1][1]:.3g} vs minimum {min(v for _, v in points):.3g}")
     if rule == "plateau":
         points = logged.series(label.key)
@@ -124,7 +120,12 @@ def _measure(case: LCase, logged: Logged, label) -> dict:
                       f"the same value {points[0][1]:.4f}")
     if rule == "resume":
         first = min(step for step, _ in logged.records[1].rows)
-        return expect(label.code, first, 1, f"first step logged by the resumed fit ({Path(logged.records[1].log_dir).name})")
+        text = f"first step logged by the resumed fit ({Path(logged.records[1].log_dir).name})"
+        if case.reference is not None:
+            reference = replay_torch(lambda o: case.reference(o, recipe.steps_per_epoch), recipe.lr, lr[-1][0] + 1)
+            departed = departure_step([p for p in lr if p[0] >= first], reference)
+            text += f"; the logged LR leaves the reference schedule by >10% at step {departed}"
+        return expect(label.code, first, 1, text)
     if rule == "last_step":
         points = logged.series("train_loss")
         return expect(label.code, points[-1][0], log_interval(points), "last logged train_loss step")

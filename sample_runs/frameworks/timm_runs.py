@@ -36,6 +36,7 @@ class TRecipe:
     grad_accum: int = 1
     opt: str = "adamw"
     lr: float = 1e-2
+    code_lr: float | None = None        # the LR the script really builds the optimizer with (else lr)
     task: str = "classify"              # classify | regression
     label_noise: float = 0.0
     clip: float | None = None
@@ -82,9 +83,10 @@ def _model(recipe: TRecipe) -> torch.nn.Module:
 
 
 def _optimizer(recipe: TRecipe, model) -> torch.optim.Optimizer:
+    lr = recipe.code_lr if recipe.code_lr is not None else recipe.lr
     if recipe.opt == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9)
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[recipe.opt](model.parameters(), lr=recipe.lr)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[recipe.opt](model.parameters(), lr=lr)
 
 
 def _loss(recipe: TRecipe, out, y):
