@@ -17,7 +17,7 @@ import holdout_common  # noqa: E402,F401 - sets offline env and threads first
 
 CASE_LIMIT = 300 * 1024
 FOLDER_LIMIT = 8 * 1024 * 1024
-MODULES = ["holdout_plain", "holdout_resume", "holdout_timm", "holdout_hf", "holdout_pl"]
+MODULES = ["holdout_plain", "holdout_resume", "holdout_sched", "holdout_timm", "holdout_hf", "holdout_pl"]
 
 
 def all_cases():
