@@ -89,3 +89,56 @@ def test_log_resume_line_without_training_after_it_is_no_restart(tmp_path):
                                         + "Restoring states from the checkpoint path at best.ckpt\n"
                                         + "test_loss 0.21 test_acc 0.93\n")
     assert [s.kind for s in analyze(tmp_path).segments] == ["start"]
+
+
+def _write(log_dir, steps, wall_start=None, lr=0.1, hparams=False):
+    """One writer's values; `wall_start` None stamps them with the real clock."""
+    writer = SummaryWriter(log_dir=str(log_dir))
+    for offset, step in enumerate(steps):
+        wall = None if wall_start is None else wall_start + offset
+        writer.add_scalar("train/lr", lr, step, walltime=wall)
+        writer.add_scalar("train/loss", 1.0 / (step + 1), step, walltime=wall)
+    if hparams:  # opens a second writer (sub-folder, same pid, next writer ordinal) after the values
+        writer.add_hparams({"lr": lr}, {"hparam/loss": 0.5})
+    writer.close()
+
+
+def test_hparams_writer_of_the_same_process_is_no_restart(tmp_path):
+    import time
+
+    _write(tmp_path / "run", range(40))
+    time.sleep(1.05 - time.time() % 1.0)  # the hparams file starts after the values' file ended
+    writer = SummaryWriter(log_dir=str(tmp_path / "run"))
+    writer.add_hparams({"lr": 0.1}, {"hparam/loss": 0.5})
+    writer.close()
+    assert len(list((tmp_path / "run").rglob("events.out.tfevents.*"))) >= 2
+    segments = analyze(tmp_path / "run").segments
+    assert [(s.kind, s.start_step, s.end_step) for s in segments] == [("start", 0, 39)]
+
+
+def test_processes_back_to_back_are_one_segment_each_and_hold_their_own_rows(tmp_path):
+    """Three processes seconds apart (a crash loop), the values stamped an hour before each file's
+    file_version record (a clock passed to add_scalar): every process is its own segment with its
+    own steps."""
+    import time
+
+    from resume_runs import Lifetime, in_new_process
+
+    def process(first: int, last: int) -> Lifetime:
+        _write(tmp_path / "run", range(first, last), time.time() - 3600.0)
+        return Lifetime(list(range(first, last)))
+
+    lives = [in_new_process(process, first, last) for first, last in ((0, 30), (30, 45), (45, 80))]
+    segments = analyze(tmp_path / "run").segments
+    assert [(s.kind, s.start_step, s.end_step) for s in segments] == [
+        ("start" if index == 0 else "restart", life.first_step, life.last_step) for index, life in enumerate(lives)]
+
+
+def test_counter_rewinding_in_an_untimed_log_is_a_segment(tmp_path):
+    """No wall times and no banner: the step going back is the only sign of the restart."""
+    lines = [f"epoch {s // 30} step {s}/240 loss {1 / (s + 1):.4f} lr 1.000e-02" for s in range(0, 100, 10)]
+    lines += [f"epoch {s // 30} step {s}/240 loss {1 / (s + 1):.4f} lr 1.000e-02" for s in range(40, 140, 10)]
+    (tmp_path / "train.log").write_text("\n".join(lines) + "\n")
+    segments = analyze(tmp_path).segments
+    assert [(s.kind, s.start_step, s.end_step, s.rewound_from_step) for s in segments] == [
+        ("start", 0, 90, None), ("rewind", 40, 130, 90)]
