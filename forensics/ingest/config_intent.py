@@ -150,8 +150,8 @@ def _scalar(name: str, value):
         return value if value in ("step", "epoch") else None
     if name == "by_epoch":
         return value if isinstance(value, bool) else None
-    if isinstance(value, list) and value and name == "gradient_accumulation_steps":
-        value = value[0]  # fairseq's update_freq is a list per epoch
+    if isinstance(value, list) and len(value) >= 1 and name in ("gradient_accumulation_steps", "base_lr"):
+        value = value[0]  # fairseq's update_freq and lr are lists per epoch
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, str):
             try:

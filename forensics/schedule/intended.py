@@ -142,6 +142,10 @@ def _build(chosen: Candidate, declared: list[Candidate], run: Run, facts: RunFac
     if options and options.interval:
         interval, basis = options.interval, "--interval"
     if interval == "epoch" and not spe:
+        spe, estimate_note = _estimated_steps_per_epoch(facts)
+        if estimate_note:
+            notes.append(estimate_note)
+    if interval == "epoch" and not spe:
         notes.append("epoch-interval schedule but steps per epoch unknown (give --steps-per-epoch); "
                      "one scheduler step per optimizer step assumed")
     base_lrs, base_note = _base_lrs(chosen, run, facts, options)
@@ -218,6 +222,21 @@ def _interval(chosen: Candidate, facts: RunFacts, run: Run) -> tuple[str, str]:
                     return "step", f"{checkpoint.path}: scheduler last_epoch {last} tracks global_step {step}"
                 return "epoch", f"{checkpoint.path}: scheduler last_epoch {last} tracks epoch {epoch}"
     return "step", "assumed (nothing says otherwise)"
+
+
+def _estimated_steps_per_epoch(facts: RunFacts) -> tuple[int | None, str | None]:
+    """Steps per epoch as the run's optimizer steps over its stated epochs, when they divide evenly.
+
+    Only when the epochs are stated (a config, trainer_state, a banner), not counted from checkpoints,
+    and the run took a whole number (2 or more) of steps per stated epoch.
+    """
+    if not (facts.epochs and facts.planned_steps and facts.epochs_basis.startswith("epochs=")):
+        return None, None
+    if facts.planned_steps % facts.epochs or facts.planned_steps // facts.epochs < 2:
+        return None, None
+    spe = facts.planned_steps // facts.epochs
+    return spe, (f"steps per epoch {spe} estimated as the run's {facts.planned_steps} optimizer steps over its "
+                 f"{facts.epochs} stated epochs ({facts.epochs_basis}); give --steps-per-epoch to set it")
 
 
 def _base_lrs(chosen: Candidate, run: Run, facts: RunFacts,

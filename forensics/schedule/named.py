@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from forensics.model.stated import Fact, StatedFacts
-from forensics.schedule.hf import HF_SCHEDULES, WARMUP_START_FACTOR
+from forensics.schedule.hf import WARMUP_START_FACTOR
 from forensics.schedule.spec import TORCH_SCHEDULERS, ScheduleSpec
 
 # word -> family; the first family word in a name wins.
@@ -90,8 +90,8 @@ def from_stated(stated: StatedFacts, scheduler: Fact) -> Named | None:
     value = scheduler.value if isinstance(scheduler.value, dict) else {"name": scheduler.value, "params": {}}
     name = str(value.get("name") or "")
     params = dict(value.get("params") or {})
-    if not name or name in TORCH_SCHEDULERS or name in HF_SCHEDULES:
-        return None  # torch classes and HF names have their own readers
+    if not name or name in TORCH_SCHEDULERS or name == "cosine_with_restarts":
+        return None  # torch classes and HF's restarts have their own readers
     family, warm = family_of(name)
     if family is None:
         return None
@@ -120,10 +120,17 @@ def from_stated(stated: StatedFacts, scheduler: Fact) -> Named | None:
              or _fact_float(stated, "warmup_lr", used))
     named.spec = _torch_spec(family, params, horizon, warmup if (warm or warmup) else 0, base, min_lr, start,
                              named.notes)
-    if family == "cosine" and warmup and interval == "epoch" and "warmup_prefix" not in params:
+    if family == "cosine" and warmup and interval == "epoch" and not params.get("warmup_prefix") and horizon \
+            and named.spec is not None and named.spec.children:
+        # timm's epoch cosine counts from epoch 0, not from the end of its warmup: the warmup multiplies
+        # the cosine (ChainedScheduler) instead of preceding it; within 1% of the peak during the warmup.
+        ramp = named.spec.children[0]
+        cosine = ScheduleSpec("CosineAnnealingLR", {"T_max": int(horizon), "eta_min": float(min_lr or 0.0)})
+        named.spec = ScheduleSpec("ChainedScheduler", {}, (ramp, cosine))
         named.approximate = True
-        named.notes.append(f"{name}: timm-style epoch cosine counts its epochs from 0, not from the end of the "
-                           "warmup; replayed with the cosine starting after the warmup")
+        named.notes.append(f"{name}: timm-style epoch cosine (counted from epoch 0) with its warmup replayed as "
+                           "ChainedScheduler([LinearLR, CosineAnnealingLR]): exact after the warmup, within 1% "
+                           "of the peak LR during it")
     return named
 
 
