@@ -211,6 +211,17 @@ def divergence_start(points: list[tuple[int, float]], window: int = DIVERGENCE_W
     return points[best][0], means[best], means[-1]
 
 
+def overrun_step(points: list[tuple[int, float]]) -> int | None:
+    """The logged step where a decaying LR turns and rises again (the scheduler's horizon)."""
+    falling = False
+    for (step, a), (_, b) in zip(points, points[1:]):
+        if b < a:
+            falling = True
+        elif falling and b > a:
+            return step
+    return None
+
+
 def ratio(points: list[tuple[int, float]]) -> float:
     values = [value for _, value in points if math.isfinite(value)]
     return max(values) / max(min(values), 1e-300)

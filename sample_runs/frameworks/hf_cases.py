@@ -6,19 +6,11 @@ run's own TensorBoard event files (one per process lifetime)."""
 
 from __future__ import annotations
 
-import copy
-import json
-import math
-import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from torch import nn
 
 import frameworks_common_hf as common
-from hf_model import TinyConfig, TinyModel
 
 
 @dataclass
@@ -35,7 +27,6 @@ class HFCase:
     before_resume: str | None = None             # correct | weights_only | no_rng
     stop_after_epochs: int | None = None
     grad_hook: tuple | None = None               # (start step, factor per step)
-    penalty_hook: tuple | None = None            # (start step, lam): gradient of -lam*||w||^2, loss value unchanged
     stale_eval: bool = False
     log_momentum: bool = False
     jsonl_lr_from_args: bool = False
@@ -127,11 +118,6 @@ CASES: dict[str, HFCase] = {
         "Trainer's logged grad_norm (before clipping) grows by orders of magnitude, the loss stays finite.",
         dict(lr_scheduler_type="cosine", warmup_steps=6, logging_steps=2), ["grad_explosion"], [],
         grad_hook=(60, 1.3)),
-    "hf_divergence_penalty_sign": HFCase(
-        "compute_loss override adds the gradient of -0.05*||w||^2 from step 40 (sign bug; the logged value "
-        "excludes the penalty): the weights grow and the cross-entropy rises for the rest of the run.",
-        dict(lr_scheduler_type="constant", learning_rate=1e-2, logging_steps=2), ["loss_divergence"],
-        ["loss_plateau"], penalty_hook=(40, 0.05)),
     "hf_runaway_lambda": HFCase(
         "optimizers=(AdamW, LambdaLR(lambda s: 1.05**s)) (meant 0.95**s) with max_grad_norm=1.0: the LR grows "
         "from 1e-3 by ~300x.", dict(learning_rate=1e-3), ["lr_runaway"],

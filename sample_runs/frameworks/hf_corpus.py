@@ -82,6 +82,12 @@ def generators() -> dict:
     return table
 
 
+def _write_manifest(path: Path, manifest: dict) -> None:
+    manifest = {"generator": COMMAND, "version": 1, "conventions": CONVENTIONS,
+                "cases": dict(sorted(manifest["cases"].items()))}
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def folder_bytes(path: Path) -> int:
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
@@ -118,9 +124,8 @@ def main() -> None:
         size = folder_bytes(run_dir)
         common.require(size < CASE_LIMIT_BYTES, f"{name}: {size} bytes")
         print(f"[frameworks] {name}: {time.perf_counter() - started:.1f}s {size // 1000} KB", file=sys.stderr)
-    manifest = {"generator": COMMAND, "version": 1, "conventions": CONVENTIONS,
-                "cases": dict(sorted(manifest["cases"].items()))}
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+        _write_manifest(manifest_path, manifest)  # after every case: an interrupted run keeps what it measured
+    _write_manifest(manifest_path, manifest)
     total = folder_bytes(options.out)
     common.require(total < CORPUS_LIMIT_BYTES, f"corpus is {total} bytes")
 

@@ -4,7 +4,6 @@ trainer_state.json and metrics.jsonl where a label is about them."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -57,18 +56,19 @@ def measure(code: str, case: HFCase, run_dir: Path) -> dict:
                             f"last logged step (trainer_state global_step {state['global_step']}, max_steps "
                             f"{state['max_steps']}); its LR is {lr[-1][1] / peak:.2f}x the peak, mid-decay")
     if code == "schedule_overrun":
-        peak_step = max(lr, key=lambda point: point[1])[0]
-        onset = next(step for (step, a), (_, b) in zip(lr, lr[1:]) if step > peak_step and b > a)
+        onset = common.overrun_step(lr)
         return common.label(code, onset, 2 * every,
                             f"the logged LR reaches its minimum {_fmt(dict(lr)[onset])} at step {onset} (the custom "
                             f"scheduler's horizon {case.sched_kwargs['num_training_steps']}) and rises after it")
     if code == "off_by_one":
         ref = _reference(case, state["max_steps"])
         # transformers 5.x: the LR logged at step s is the one 0-based step s-1 used
-        common.require(abs(lr[0][1] / ref[lr[0][0] - 1] - 1) > 0.3, "off_by_one not visible")
+        step, value = next((step, value) for step, value in lr if ref[step - 1] > 0)
+        common.require(abs(value / ref[step - 1] - 1) > 0.3, "off_by_one not visible")
         return common.label(code, first, 2 * every,
-                            f"the LR logged at step {first} is {_fmt(lr[0][1])}, {lr[0][1] / ref[first - 1]:.2f}x the "
-                            f"LR Trainer's own {case.args['lr_scheduler_type']} schedule gives that step")
+                            f"the LR logged at step {step} is {_fmt(value)}, {value / ref[step - 1]:.2f}x the LR "
+                            f"Trainer's own {case.args['lr_scheduler_type']} schedule gives that step (the first logged "
+                            f"LR, at step {first}, is {_fmt(lr[0][1])} where that schedule has {_fmt(ref[first - 1])})")
     if code == "warmup_missing":
         early = [value for _, value in loss[: max(5, len(loss) // 10)]]
         common.require(max(early) > 5 * early[0], "warmup_missing: no early spike")

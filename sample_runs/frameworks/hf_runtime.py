@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -37,15 +36,6 @@ def _trainer_class(case: HFCase):
     from transformers import Trainer
 
     class CaseTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if case.penalty_hook and self.state.global_step >= case.penalty_hook[0]:
-                loss = result[0] if return_outputs else result
-                l2 = sum((param ** 2).sum() for param in model.parameters())
-                loss = loss - case.penalty_hook[1] * l2 + case.penalty_hook[1] * l2.detach()
-                result = (loss, result[1]) if return_outputs else loss
-            return result
-
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             if case.stale_eval:
                 model = self.stale_copy

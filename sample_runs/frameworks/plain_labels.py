@@ -62,8 +62,7 @@ def measure(code: str, recipe: Recipe, lifetimes: list[Written], run_dir: Path) 
                             f"first logged step whose LR ({_fmt(dict(lr)[onset])}) is >10% off the same scheduler "
                             f"replayed per epoch ({_fmt(ref[onset - base])})")
     if code == "schedule_overrun":
-        peak_step = max(lr, key=lambda point: point[1])[0]
-        onset = next(step for (step, a), (_, b) in zip(lr, lr[1:]) if step > peak_step and b > a)
+        onset = common.overrun_step(lr)
         return common.label(code, onset, 2 * every + 1,
                             f"the logged LR reaches its minimum {_fmt(dict(lr)[onset])} at step {onset} (the scheduler's "
                             f"horizon) and rises on the next logged step; the run goes on to step {lr[-1][0]}")
@@ -139,16 +138,16 @@ def measure(code: str, recipe: Recipe, lifetimes: list[Written], run_dir: Path) 
     if code == "lr_collapse":
         onset = common.collapse_step(lr)
         low = min(value for _, value in lr) / max(value for _, value in lr)
-        return common.label(code, onset, max(3 * every, _decade_steps(lr, onset, True)),
+        return common.label(code, onset, max(3 * every, min(50, _decade_steps(lr, onset, True))),
                             f"first logged step whose LR is <= 1e-4 of the peak so far; the LR ends {low:.1e}x its "
-                            f"peak while {lr[-1][0] - onset} more steps train; tolerance = one more decade of decay")
+                            f"peak while {lr[-1][0] - onset} more steps train; tolerance = one more decade of decay (at most 50 steps)")
     if code == "lr_runaway":
         onset = common.runaway_step(lr)
         growth = lr[-1][1] / lr[0][1]
         common.require(growth > 100, "lr_runaway too weak")
-        return common.label(code, onset, max(3 * every, _decade_steps(lr, onset, False)),
+        return common.label(code, onset, max(3 * every, min(50, _decade_steps(lr, onset, False))),
                             f"first logged step whose LR is >= 10x the first logged LR; it ends {growth:.3g}x "
-                            f"({_fmt(lr[0][1])} -> {_fmt(lr[-1][1])}); tolerance = one more decade of growth")
+                            f"({_fmt(lr[0][1])} -> {_fmt(lr[-1][1])}); tolerance = one more decade of growth (at most 50 steps)")
     if code == "loss_divergence":
         onset, low, final = common.divergence_start(loss)
         common.require(common.first_nonfinite(loss) is None and final > 10 * low, "loss_divergence too weak")
