@@ -2,7 +2,7 @@
 
 import pytest
 
-from forensics.model.aliases import MetricName, canonical_metric
+from forensics.model.aliases import MetricName, canonical_metric, is_adversarial_loss, is_training_loss
 
 CASES = [
     # (tag, folder it was found in, expected)
@@ -41,3 +41,39 @@ CASES = [
 @pytest.mark.parametrize(("tag", "context", "expected"), CASES)
 def test_canonical_metric(tag, context, expected):
     assert canonical_metric(tag, context) == expected
+
+
+# Component losses count as training losses (NaN, divergence, plateau); validation losses, loss
+# scales and bookkeeping values do not. Adversarial ones are training losses that measure a balance.
+TRAINING_LOSS_CASES = [
+    # (canonical metric name, is a training loss, is adversarial)
+    ("loss", True, False),
+    ("train/box_loss", True, False),       # yolov5
+    ("train/obj_loss", True, False),
+    ("loss_cls", True, False),             # mmdet per-head
+    ("loss_bbox", True, False),
+    ("loss/ce", True, False),
+    ("train_gen_loss", True, True),        # Lightning GAN
+    ("train_disc_loss", True, True),
+    ("g_loss", True, True),
+    ("loss_d", True, True),
+    ("val/box_loss", False, False),
+    ("val_loss", False, False),
+    ("eval_loss_ctc", False, False),
+    ("loss_cls/val", False, False),
+    ("loss_scale", False, False),
+    ("loss_weight", False, False),
+    ("best_loss", False, False),
+    ("num_losses", False, False),
+    ("metrics/precision", False, False),
+]
+
+
+@pytest.mark.parametrize(("name", "training", "adversarial"), TRAINING_LOSS_CASES)
+def test_training_loss_components(name, training, adversarial):
+    assert is_training_loss(name) is training
+    assert is_adversarial_loss(name) is adversarial
+
+
+def test_megatron_lm_loss_is_the_training_loss():
+    assert is_training_loss(canonical_metric("lm loss").name)
