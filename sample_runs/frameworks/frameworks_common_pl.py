@@ -31,7 +31,9 @@ CONVENTIONS = {
     "lightning epoch lr": "LearningRateMonitor(logging_interval='epoch') logs at the step the epoch starts at",
     "timm Train lines": "step = epoch * updates_per_epoch + update_idx; the LR is read before step_update, so it is the "
                         "LR that update used",
-    "departure": f"first logged step whose LR differs from the replayed reference scheduler by > {DEPARTURE_RELATIVE:.0%}",
+    "departure": f"first logged step whose LR differs from the replayed reference scheduler by > {DEPARTURE_RELATIVE:.0%}; "
+                 "tolerance reaches back to the first step differing by > 1% (at least the logging interval)",
+    "constant_lr": "first logged step from which the LR stays within 0.1% of its final value to the end",
     "grad_spike": f"first step whose grad norm exceeds {SPIKE_FACTOR:g}x the median of the previous finite values "
                   f"(>= {SPIKE_MIN_HISTORY})",
     "lr_collapse": f"first step whose LR is <= {COLLAPSE_FRACTION:g} x the highest LR logged before it",
@@ -146,6 +148,35 @@ def departure_step(logged: list[tuple[int, float]], reference: list[float]) -> i
         if scale > 0 and abs(lr - ref) > DEPARTURE_RELATIVE * scale:
             return step
     return None
+
+
+def departure_window(logged: list[tuple[int, float]], reference: list[float]) -> tuple[int | None, int]:
+    """(departure step, tolerance): the tolerance reaches back to the first step whose LR differs from the
+    reference by more than 1%, where the departure first becomes visible (at least 1)."""
+    onset = departure_step(logged, reference)
+    if onset is None:
+        return None, 1
+    visible = onset
+    for step, lr in logged:
+        if step >= len(reference) or step >= onset:
+            break
+        scale = max(abs(lr), abs(reference[step]))
+        if scale > 0 and abs(lr - reference[step]) > 0.01 * scale:
+            visible = step
+            break
+    return onset, max(1, onset - visible)
+
+
+def constant_start(points: list[tuple[int, float]]) -> int | None:
+    """First logged step from which the LR stays within 0.1% of its final value to the end of the run."""
+    final = points[-1][1]
+    start = None
+    for step, lr in points:
+        if abs(lr - final) <= 1e-3 * abs(final):
+            start = step if start is None else start
+        else:
+            start = None
+    return start
 
 
 def first_nonfinite(points: list[tuple[int, float]]) -> int | None:

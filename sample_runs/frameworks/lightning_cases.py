@@ -141,11 +141,11 @@ def schedule_failures() -> list[LCase]:
         LCase("constant_unreturned_cosine_csv", "CosineAnnealingLR built in configure_optimizers but only the optimizer "
               "returned: Lightning never steps it, the LR stays at 0.01 (hparams say cosine).",
               Recipe(scheduler=cosine(FULL), unreturned_scheduler=True, hparams=_hp(scheduler="cosine", T_max=160)),
-              [lbl("constant_lr", "departure")], ["loss_plateau"], cosine(FULL)),
+              [lbl("constant_lr", "constant")], ["loss_plateau"], cosine(FULL)),
         LCase("constant_unreturned_onecycle_tb_nointent", "OneCycleLR built but not returned: the LR stays at the "
               "optimizer's 0.01; TB only, nothing states the schedule.",
               Recipe(scheduler=onecycle(FULL), unreturned_scheduler=True, loggers=("tb",), **NO_FILES),
-              [lbl("constant_lr", "departure")], ["loss_plateau"], ref_onecycle),
+              [lbl("constant_lr", "constant")], ["loss_plateau"], ref_onecycle),
         LCase("too_fast_cosine_step_csv", "CosineAnnealingLR(T_max=epochs=10) meant per epoch, returned with "
               "interval='step': LR 0 by step 10, then oscillating.",
               _with(too_fast_cos, hparams=_hp(scheduler="cosine", T_max=EPOCHS, epochs=EPOCHS)),
@@ -163,21 +163,21 @@ def schedule_failures() -> list[LCase]:
                      extra={"lr_in_bar": True}, **NO_FILES),
               [lbl("schedule_too_fast", "departure"), lbl("lr_collapse", "collapse")], ["constant_lr", "loss_plateau"],
               steplr, "epoch"),
-        LCase("collapse_multistep_tb_nointent", "MultiStepLR(milestones=[3, 6, 8], gamma=0.01) meant in epochs, "
-              "interval='step': the LR falls 1e6x inside the first epoch; TB only.",
-              Recipe(scheduler=lambda o, spe: S.MultiStepLR(o, [3, 6, 8], 0.01), loggers=("tb",), **NO_FILES),
+        LCase("collapse_multistep_tb_nointent", "MultiStepLR(milestones=[3, 6, 8], gamma=0.001) meant in epochs, "
+              "interval='step': the LR falls 1e9x inside the first epoch; TB only.",
+              Recipe(scheduler=lambda o, spe: S.MultiStepLR(o, [3, 6, 8], 0.001), loggers=("tb",), **NO_FILES),
               [lbl("schedule_too_fast", "departure"), lbl("lr_collapse", "collapse")], ["constant_lr", "loss_plateau"],
-              lambda o, spe: S.MultiStepLR(o, [3, 6, 8], 0.01), "epoch"),
+              lambda o, spe: S.MultiStepLR(o, [3, 6, 8], 0.001), "epoch"),
         LCase("runaway_exponential_csv", "ExponentialLR(gamma=1.05) (meant 0.95) per step on Adam with "
               "gradient_clip_val=1 on a regression task, 16 epochs: LR 1e-3 -> ~250, the MSE climbs far above its minimum without NaN.",
               Recipe(**runaway, hparams=_hp(lr=1e-3, scheduler="exponential", gamma=1.05)),
-              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau"], ref_expo),
+              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau", "grad_explosion"], ref_expo),
         LCase("runaway_exponential_tb_nointent", "The same gamma=1.05 runaway, TB only.",
               Recipe(**runaway, loggers=("tb",), **NO_FILES),
-              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau"], ref_expo),
+              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau", "grad_explosion"], ref_expo),
         LCase("runaway_exponential_epoch_monitor_csv", "gamma=1.05 per step, but LearningRateMonitor logs once per "
               "epoch (logging_interval='epoch').", Recipe(**runaway, lr_monitor="epoch", hparams=_hp(lr=1e-3)),
-              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau"], ref_expo),
+              [lbl("lr_runaway", "runaway"), lbl("loss_divergence", "divergence")], ["loss_plateau", "grad_explosion"], ref_expo),
         LCase("incomplete_accum_onecycle_csv", "accumulate_grad_batches=4 but OneCycleLR total_steps = batches*epochs "
               "(160): 40 optimizer steps of a 160-step cycle, the run ends still warming up.",
               Recipe(**accum, hparams=_hp(scheduler="onecycle", total_steps=160, accumulate_grad_batches=4)),

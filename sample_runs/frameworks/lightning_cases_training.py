@@ -15,7 +15,7 @@ def training_failures() -> list[LCase]:
     huge_lr = dict(task="regression", optimizer="sgd", lr=2.0)
     gan_nan = dict(task="gan", optimizer="sgd", lr=1e-3, extra={"d_lr": 50.0})
     blowup = dict(task="regression", blowup_step=BLOWUP_STEP, clip=1.0)
-    plateau = dict(optimizer="adam", lr=1e-2, label_noise=0.3, epochs=20)
+    plateau = dict(optimizer="adam", lr=1e-2, label_noise=0.3, epochs=10, n_train=2048, batch_size=64)
     ema = dict(ema_frozen=True, scheduler=warmup_cosine(FULL))
     manual = dict(scheduler=warmup_cosine(FULL), manual_scheduler=True, stop_after_epoch=5, resume="ckpt")
     weights = dict(scheduler=warmup_cosine(FULL), stop_after_epoch=5, resume="weights", weights_only=True)
@@ -24,10 +24,10 @@ def training_failures() -> list[LCase]:
         LCase("nan_huge_lr_csv", "SGD(momentum=0.9) at lr=2.0 on a regression task: the MSE overflows to inf and "
               "NaN within a few dozen steps; the fit runs on to its end.",
               Recipe(**huge_lr, hparams=_hp(lr=2.0, optimizer="sgd")), [lbl("nan_onset", "nonfinite", "train_loss")],
-              ["loss_divergence", "grad_explosion", "loss_plateau", "val_stuck"]),
+              ["loss_divergence", "grad_explosion", "loss_plateau", "val_stuck", "warmup_missing"]),
         LCase("nan_huge_lr_tb_nointent", "The same lr=2.0 divergence to NaN, TensorBoard only.",
               Recipe(**huge_lr, loggers=("tb",), **NO_FILES), [lbl("nan_onset", "nonfinite", "train_loss")],
-              ["loss_divergence", "grad_explosion", "loss_plateau", "val_stuck"]),
+              ["loss_divergence", "grad_explosion", "loss_plateau", "val_stuck", "warmup_missing"]),
         LCase("nan_gan_csv", "LSGAN with the discriminator on SGD lr=50: d_loss and then g_loss overflow to NaN "
               "(component losses only, no 'loss' key).", Recipe(**gan_nan, hparams={"g_lr": 1e-3, "d_lr": 50.0}),
               [lbl("nan_onset", "nonfinite", "d_loss|g_loss")], ["loss_divergence", "loss_plateau"]),
@@ -67,10 +67,10 @@ def training_failures() -> list[LCase]:
         LCase("resume_manual_scheduler_csv", "Warmup+cosine LambdaLR built in on_fit_start and stepped by hand, so "
               "Lightning never checkpoints it: fit(ckpt_path=last.ckpt) continues the step count in version_1 but "
               "the warmup starts over.", Recipe(**manual, hparams=_hp(scheduler="warmup_cosine", warmup_steps=16)),
-              [lbl("resume_drift", "resume")], ["schedule_incomplete", "lr_mismatch"], warmup_cosine(FULL)),
+              [lbl("resume_drift", "resume")], ["schedule_incomplete", "lr_mismatch", "missing_resume_state"], warmup_cosine(FULL)),
         LCase("resume_manual_scheduler_tb", "The same hand-stepped scheduler reset on resume, TensorBoardLogger.",
               Recipe(**manual, loggers=("tb",)), [lbl("resume_drift", "resume")],
-              ["schedule_incomplete", "lr_mismatch"], warmup_cosine(FULL)),
+              ["schedule_incomplete", "lr_mismatch", "missing_resume_state"], warmup_cosine(FULL)),
         LCase("missing_state_weights_only_csv", "ModelCheckpoint(save_weights_only=True): last.ckpt has no optimizer "
               "or scheduler state, so the restart loads the weights and starts a fresh fit (step 0, warmup again) "
               "in version_1.", Recipe(**weights, hparams=_hp(scheduler="warmup_cosine")),

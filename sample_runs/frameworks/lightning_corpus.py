@@ -24,7 +24,9 @@ sys.path.insert(0, str(HERE))
 from frameworks_common_pl import (  # noqa: E402
     CONVENTIONS,
     collapse_step,
+    constant_start,
     departure_step,
+    departure_window,
     divergence_onset,
     expect,
     first_grad_spike,
@@ -78,10 +80,17 @@ def _measure(case: LCase, logged: Logged, label) -> dict:
         steps = max(step for step, _ in lr) + 1
         per_epoch = recipe.steps_per_epoch if case.reference_interval == "epoch" else None
         reference = replay_torch(lambda o: case.reference(o, recipe.steps_per_epoch), recipe.lr, steps, per_epoch)
-        onset = departure_step(lr, reference)
-        return expect(label.code, onset, log_interval(lr),
+        onset, window = departure_window(lr, reference)
+        return expect(label.code, onset, max(window, log_interval(lr)),
                       f"first step whose logged {logged.lr_key()} differs by >10% from the correctly built reference "
-                      f"scheduler replayed {'per epoch' if per_epoch else 'per step'}; tolerance = LR logging interval")
+                      f"scheduler replayed {'per epoch' if per_epoch else 'per step'}; tolerance reaches back to the "
+                      "first >1% difference (at least the LR logging interval)")
+    if rule == "constant":
+        reference = replay_torch(lambda o: case.reference(o, recipe.steps_per_epoch), recipe.lr, lr[-1][0] + 1)
+        return expect(label.code, constant_start(lr), log_interval(lr),
+                      f"first logged {logged.lr_key()} from which the LR stays within 0.1% of its final value "
+                      f"{lr[-1][1]:g}; the correctly built scheduler would leave it by >10% at step "
+                      f"{departure_step(lr, reference)}")
     if rule == "nonfinite":
         keys = label.key.split("|")
         onsets = [(first_nonfinite(logged.series(key)), key) for key in keys]

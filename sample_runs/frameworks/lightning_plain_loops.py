@@ -22,7 +22,7 @@ from torch.optim import lr_scheduler as S
 from frameworks_common_pl import (
     blobs,
     collapse_step,
-    departure_step,
+    departure_window,
     divergence_onset,
     expect,
     first_nonfinite,
@@ -175,8 +175,9 @@ def _measure(case: PlainCase, records: list[dict], resumed: list[dict], code: st
                       "mean 2x it; the last quarter stays > 10x the minimum")
     if rule == "departure":
         reference = replay_torch(case.reference, case.lr, len(lr), STEPS_PER_EPOCH if case.reference_per_epoch else None)
-        return expect(code, departure_step(lr, reference), log_interval(lr),
-                      "first lr differing by >10% from the correctly built scheduler replayed")
+        onset, window = departure_window(lr, reference)
+        return expect(code, onset, max(window, log_interval(lr)), "first lr differing by >10% from the correctly "
+                      "built scheduler replayed; tolerance reaches back to the first >1% difference")
     if rule == "resume":
         return expect(code, resumed[0]["step"], 1, "first step logged by the restarted process")
     raise KeyError(rule)
@@ -194,7 +195,8 @@ PLAIN_CASES = [
     PlainCase("plain_jsonl_exponential_runaway", "ExponentialLR(gamma=1.05) on Adam with clip_grad_norm_(1.0), regression: lr "
               "1e-3 -> ~2000, the loss climbs far above its minimum without NaN; metrics.jsonl.",
               lambda o: S.ExponentialLR(o, 1.05), "jsonl", lr=1e-3, optimizer="adam", clip=1.0, epochs=14, task="regression",
-              labels=[("lr_runaway", "runaway"), ("loss_divergence", "divergence")], allowed=["loss_plateau"]),
+              labels=[("lr_runaway", "runaway"), ("loss_divergence", "divergence")],
+              allowed=["loss_plateau", "grad_explosion"]),
     PlainCase("plain_jsonl_healthy_cosine", "SGD + CosineAnnealingLR(T_max=160) per batch, as intended; metrics.jsonl.",
               lambda o: S.CosineAnnealingLR(o, 160), "jsonl"),
     PlainCase("plain_tb_restart_continues", "Warmup+cosine; the process stops after 5 epochs, the restart loads "
