@@ -83,6 +83,8 @@ def print_sweep_summary(result: SweepResult) -> None:
         echo(f"{entry.path:<{width}}  ", nl=False)
         echo(f"{entry.status.upper():<12}", fg=_COLOURS.get(entry.status, "red"), bold=True, nl=False)
         top = f"{entry.finding_codes[0]}: {entry.top_finding}" if entry.top_finding else entry.headline
+        if entry.not_checked and not entry.top_finding:  # the gap, not the headline's long list of codes
+            top = f"not checked: {entry.not_checked}"
         echo(f" {top}")
     totals = ", ".join(f"{count} {status}" for status, count in result.totals().items() if count)
     echo(f"{len(result.entries)} run(s): {totals}", bold=True)
