@@ -23,11 +23,10 @@ sys.path.insert(0, str(SAMPLE_RUNS_DIR))
 from corpus import CORPUS, CORPUS_NAME, EVENT_FILE_PATTERN, generate_case  # noqa: E402
 from corpus_truth import early_loss_spikes, grad_spike_steps, plateau_fraction, replay_intended_lrs  # noqa: E402
 
-CONTRACT_CODES = {
-    "per_epoch_stepping", "constant_lr", "schedule_too_fast", "schedule_overrun", "schedule_incomplete",
-    "off_by_one", "resume_drift", "missing_resume_state", "nan_onset", "grad_explosion", "momentum_cycling",
-    "warmup_missing", "loss_plateau", "val_stuck",
-}
+from forensics.checks import REGISTRY  # noqa: E402
+
+# The output contract's codes: every registered check's (a new check adds itself by registering).
+CONTRACT_CODES = {check.code for check in REGISTRY}
 STEP_ORDER_WARNING = "Detected call of `lr_scheduler.step()` before `optimizer.step()`"
 KV_LINE = re.compile(r"^epoch (\d+) step (\d+)/(\d+) loss (\S+) lr (\S+) grad_norm (\S+)$")
 HF_LINE = re.compile(r"^\{'loss': ([^,]+), 'grad_norm': ([^,]+), 'learning_rate': ([^,]+), 'epoch': ([^}]+)\}$")
@@ -99,7 +98,9 @@ def test_every_code_has_cases_from_two_source_mixes_and_healthy_twins_exist(case
     for truth in cases.values():
         for entry in truth["expected_codes"]:
             mixes.setdefault(entry["code"], set()).add(tuple(truth["sources"]))
-    assert set(mixes) == CONTRACT_CODES
+    assert set(mixes) <= CONTRACT_CODES
+    # each code the corpus injects comes in two source mixes (checks without corpus cases have theirs
+    # elsewhere: tests/test_check_catalogue.py asserts that every registered code has a bad run somewhere)
     assert all(len(sources) >= 2 for sources in mixes.values()), mixes
     healthy = [name for name, truth in cases.items() if truth["healthy"]]
     for twin in ("healthy_onecycle_tb", "healthy_warmup_cosine_per_epoch", "healthy_steplr_per_epoch",

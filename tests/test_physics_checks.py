@@ -56,6 +56,10 @@ RUNS = {
     "steplr_per_epoch_tb": (dict(make=lambda o: sched.StepLR(o, step_size=5, gamma=0.5), steps=400, lr=0.1,
                                  per_epoch=True), set()),
 }
+HEALTHY = sorted(name for name, (_, codes) in RUNS.items() if not codes)
+# Read by test_check_catalogue's meta-test: the bad and healthy runs of each code these tests cover.
+CHECK_CASES = {code: (sorted(name for name, (_, codes) in RUNS.items() if code in codes), HEALTHY)
+               for code in sorted(PHYSICS_CODES)}
 
 
 @lru_cache(maxsize=None)
@@ -88,6 +92,12 @@ def test_each_run_yields_exactly_its_physics_codes(name, runs_root):
         if finding.code in PHYSICS_CODES:
             assert finding.severity == "error" and finding.fix and len(finding.evidence) >= 3
             assert all(item.source and item.locator for item in finding.evidence)
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_twins_get_no_warning_or_error_of_any_code(name, runs_root):
+    _, report = _run(name, runs_root)
+    assert [(f.code, f.message) for f in report.findings if f.severity in ("error", "warning")] == []
 
 
 def test_collapse_onset_is_where_the_logged_lr_fell_below_1e_4_of_its_peak(runs_root):
