@@ -118,9 +118,10 @@ def _measure(case: LCase, logged: Logged, label) -> dict:
                       f"final loss {points[-1][1]:.3g} vs minimum {min(v for _, v in points):.3g}")
     if rule == "plateau":
         points = logged.series(label.key)
-        return expect(label.code, plateau_start(points), 25 + log_interval(points),
-                      "first step whose trailing 40-step mean train_loss is within 5% of the final 40-step mean; "
-                      "tolerance 25 steps + logging interval")
+        window = max(8, 40 // log_interval(points))  # 40 steps, whatever the logging interval
+        return expect(label.code, plateau_start(points, window), 25 + log_interval(points),
+                      f"first step whose trailing {window}-value (40-step) mean train_loss is within 5% of the final "
+                      "window's mean; tolerance 25 steps + logging interval")
     if rule == "first_val":
         points = logged.series(label.key)
         if len({round(v, 6) for _, v in points}) != 1:
