@@ -67,11 +67,17 @@ def trailing_level(values: np.ndarray) -> np.ndarray:
     return pd.Series(finite).rolling(LEVEL_WINDOW, min_periods=LEVEL_WINDOW // 2).median().to_numpy()
 
 
+TYPICAL_HISTORY_SHARE = 0.1  # the usual level needs a tenth of the run (and 10 values) behind it
+
+
 def typical_level(values: np.ndarray) -> np.ndarray:
-    """Median of every finite value before each position (NaN until 10 exist): the run's usual level
-    so far, which a climb moves far more slowly than a 50-value running median."""
+    """Median of every finite value before each position: the run's usual level so far, which a
+    climb moves far more slowly than a 50-value running median. NaN until a tenth of the run (at
+    least 10 values) is behind it, so the grad norm's healthy rise from a small initial value in the
+    first steps is judged against the level it settles at, not against its first few values."""
     finite = np.where(np.isfinite(values), values, np.nan)
-    return pd.Series(finite).expanding(min_periods=10).median().shift(1).to_numpy()
+    history = max(10, int(len(values) * TYPICAL_HISTORY_SHARE))
+    return pd.Series(finite).expanding(min_periods=history).median().shift(1).to_numpy()
 
 
 def first_climb(values: np.ndarray, start_factor: float, growth: float, over_typical: float = 10.0) -> Climb | None:
