@@ -138,8 +138,8 @@ CASES: dict[str, HFCase] = {
         dict(lr_scheduler_type="cosine", warmup_steps=20, save_steps=30), ["resume_drift"],
         ["missing_resume_state", "schedule_incomplete"], crash_at=70, before_resume="weights_only"),
     "hf_missing_rng_state": HFCase(
-        "Resume from checkpoint-60 whose rng_state.pth was lost: the LR continues correctly, but the data order "
-        "is not restored (Trainer warns).", dict(lr_scheduler_type="linear", warmup_steps=10, save_steps=30),
+        "The process dies at step 60 before that step's save; the restart resumes from checkpoint-30, whose "
+        "rng_state.pth was lost: the LR continues correctly, but the data order is not restored (Trainer warns).", dict(lr_scheduler_type="linear", warmup_steps=10, save_steps=30),
         ["missing_resume_state"], [], crash_at=60, before_resume="no_rng"),
 }
 

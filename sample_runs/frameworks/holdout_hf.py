@@ -105,8 +105,9 @@ HF_NOTE = " (transformers 5.x: the LR logged at step s is the LR step s-1 used)"
 
 
 def resume_full_checkpoint(run):
-    first = c.in_new_process(_train, run, 61, {}, kill_at=54)
-    second = c.in_new_process(_train, run, 61, {}, resume=True)
+    keep = {"save_total_limit": 2}
+    first = c.in_new_process(_train, run, 61, keep, kill_at=54)
+    second = c.in_new_process(_train, run, 61, keep, resume=True)
     ref = _ref("cosine", 96, 10, 5e-3, 96)
     assert c.measure_departure([(s, lr) for s, lr, _ in first + second], ref, HF_INDEX, 1.001) is None
     return c.case_meta(
@@ -117,8 +118,9 @@ def resume_full_checkpoint(run):
 
 
 def resume_save_only_model(run):
-    first = c.in_new_process(_train, run, 62, {"save_only_model": True}, kill_at=54)
-    second = c.in_new_process(_train, run, 62, {"save_only_model": True}, resume=True)
+    keep = {"save_only_model": True, "save_total_limit": 2}
+    first = c.in_new_process(_train, run, 62, keep, kill_at=54)
+    second = c.in_new_process(_train, run, 62, keep, resume=True)
     ref = _ref("cosine", 96, 10, 5e-3, 96)
     onset = c.measure_departure([(s, lr) for s, lr, _ in second], ref, HF_INDEX)
     return c.case_meta(

@@ -3,7 +3,7 @@ stuck validation, resume drift, missing resume state, a stated LR the code does 
 
 from __future__ import annotations
 
-from lightning_cases import EPOCHS, FULL, NO_FILES, Label, LCase, _hp, warmup_cosine
+from lightning_cases import EPOCHS, FULL, NO_FILES, Label, LCase, _hp, cosine, warmup_cosine
 from lightning_runs import Recipe
 
 BLOWUP_STEP = 80
@@ -20,6 +20,7 @@ def training_failures() -> list[LCase]:
     manual = dict(scheduler=warmup_cosine(FULL), manual_scheduler=True, stop_after_epoch=5, resume="ckpt")
     weights = dict(scheduler=warmup_cosine(FULL), stop_after_epoch=5, resume="weights", weights_only=True)
     mismatch = dict(lr=1e-2, code_lr=1e-3)
+    no_warmup = dict(task="regression", optimizer="adam", lr=0.3, scheduler=cosine(FULL))
     return [
         LCase("nan_huge_lr_csv", "SGD(momentum=0.9) at lr=2.0 on a regression task: the MSE overflows to inf and "
               "NaN within a few dozen steps; the fit runs on to its end.",
@@ -78,6 +79,13 @@ def training_failures() -> list[LCase]:
         LCase("missing_state_weights_only_tb", "The same weights-only checkpoint restart, TensorBoardLogger.",
               Recipe(**weights, loggers=("tb",)), [lbl("missing_resume_state", "resume")],
               ["resume_drift", "schedule_incomplete"]),
+        LCase("warmup_missing_adam_csv", "Adam at lr=0.3 from step 0 with a per-step cosine and no warmup on a "
+              "regression task: the loss jumps to several times its initial value in the first steps.",
+              Recipe(**no_warmup, hparams=_hp(lr=0.3, scheduler="cosine", warmup_steps=0)),
+              [lbl("warmup_missing", "early_spike", "train_loss")], ["loss_plateau"]),
+        LCase("warmup_missing_adam_tb_nointent", "The same no-warmup start at lr=0.3 (seed 3), TensorBoard only.",
+              Recipe(**dict(no_warmup, seed=3), loggers=("tb",), **NO_FILES),
+              [lbl("warmup_missing", "early_spike", "train_loss")], ["loss_plateau"]),
         LCase("lr_mismatch_hparams_csv", "hparams.yaml says lr=0.01 but configure_optimizers hard-codes 1e-3: the "
               "logged LR is 10x below the stated one (no scheduler).", Recipe(**mismatch, hparams=_hp(lr=1e-2)),
               [lbl("lr_mismatch", "start")], ["constant_lr"]),

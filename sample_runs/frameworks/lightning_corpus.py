@@ -149,6 +149,17 @@ def _measure(case: LCase, logged: Logged, label) -> dict:
         onset = next(s for s, v in points if abs(v - 0.9) > 0.009)
         return expect(label.code, onset, log_interval(points),
                       f"first logged {logged.momentum_key()} differing from the optimizer's beta1 0.9 by >1%")
+    if rule == "early_spike":
+        points = logged.series(label.key)
+        horizon = max(2, len(points) // 20)  # the first 5% of the run
+        spikes = [step for step, value in points[1:horizon] if value > 2 * points[0][1]]
+        if not spikes:
+            raise AssertionError(f"{case.name}: no early loss spike")
+        peak = max(value for _, value in points[:horizon])
+        return expect(label.code, points[0][0], spikes[0],
+                      f"no warmup from the first step; the loss exceeds 2x its first value ({points[0][1]:.3g}) at "
+                      f"step {spikes[0]} and peaks at {peak:.3g} within the first 5% of steps; tolerance reaches that "
+                      "first spike")
     if rule == "start":
         return expect(label.code, lr[0][0], log_interval(lr),
                       f"first logged {logged.lr_key()} {lr[0][1]:g} vs the stated lr {recipe.lr:g}")

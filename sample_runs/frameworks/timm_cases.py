@@ -178,6 +178,13 @@ TIMM_CASES = [
           TRecipe(cosine_updates, per_update=True, stop_after_epoch=6, resume="no_optimizer", keep_optimizer=False,
                   tb=True, args=PER_UPDATE_ARGS),
           [("missing_resume_state", "resume")], ["resume_drift"]),
+    TCase("timm_off_by_one_step_epoch", "The loop calls lr_scheduler.step(epoch) instead of step(epoch + 1) after "
+          "each epoch: every epoch runs at the previous epoch's LR (epoch 1 repeats warmup_lr).",
+          TRecipe(cosine_epochs, args=_args(), extra_epoch_offset=0),
+          [("off_by_one", "departure")], ["warmup_missing", "schedule_incomplete"], cosine_epochs, False),
+    TCase("timm_off_by_one_step_epoch_tb_nointent", "The same one-epoch lag from step(epoch), TensorBoard + "
+          "train.log, no args.yaml.", TRecipe(cosine_epochs, tb=True, summary=False, extra_epoch_offset=0),
+          [("off_by_one", "departure")], ["warmup_missing", "schedule_incomplete"], cosine_epochs, False),
     TCase("timm_lr_mismatch_args", "args.yaml says lr=0.01 but the script builds the optimizer with a hard-coded "
           "1e-3, so every LR the scheduler derives is 10x below the stated one.",
           TRecipe(cosine_epochs, code_lr=1e-3, args=_args()), [("lr_mismatch", "start")], ["warmup_missing"]),

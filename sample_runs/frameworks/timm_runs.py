@@ -29,7 +29,8 @@ class TRecipe:
 
     scheduler: Callable                 # (optimizer, updates_per_epoch, timm.scheduler) -> scheduler
     per_update: bool = False            # the loop calls step_update(num_updates) after every update
-    epoch_step: bool = True             # the loop calls step(epoch + 1) after every epoch
+    epoch_step: bool = True             # the loop calls step(epoch + extra_epoch_offset) after every epoch
+    extra_epoch_offset: int = 1         # timm's train.py passes epoch + 1; 0 is the off-by-one
     epochs: int = 12
     n_train: int = 320
     batch_size: int = 16
@@ -213,7 +214,7 @@ def _lifetime(recipe: TRecipe, out: Path, record: TimmLog, start_epoch: int, end
             if recipe.summary:
                 _summary_row(out / "summary.csv", epoch, loss_avg / count, metrics, optimizer)
             if recipe.epoch_step:
-                scheduler.step(epoch + 1, metrics["top1"])
+                scheduler.step(epoch + recipe.extra_epoch_offset, metrics["top1"])
             if recipe.checkpoints or recipe.resume:
                 state = {"epoch": epoch, "arch": "tinymlp", "state_dict": model.state_dict(), "version": 2,
                          "args": recipe.args or {}, "metric": metrics["top1"]}
