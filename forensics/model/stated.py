@@ -174,7 +174,8 @@ def _from_intent(path: str, intent: dict, origin: str, locator_word: str) -> lis
         facts.append(Fact(name, value, path, locator, origin))
     # HF TrainingArguments keep their own names next to the normalised ones.
     hf_type = intent.get("lr_scheduler_type")
-    if isinstance(hf_type, str) and not any(f.name == "scheduler" for f in facts):
+    if isinstance(hf_type, str):  # HF's name with its lr_scheduler_kwargs, in place of the bare name
+        facts = [f for f in facts if f.name != "scheduler"]
         facts.append(Fact("scheduler", {"name": hf_type, "params": dict(intent.get("lr_scheduler_kwargs") or {})},
                           path, f"{locator_word} lr_scheduler_type", origin))
     return facts

@@ -185,15 +185,21 @@ def _cyclic(state: SchedulerState, notes: list[str]) -> ScheduleSpec:
 
 
 def _hf_training_args(run: Run) -> tuple[str, dict] | None:
-    """(display path, fields) of the HF training arguments: checkpoint folders first, then configs."""
-    for checkpoint in run.checkpoints:
-        if checkpoint.training_args and "lr_scheduler_type" in checkpoint.training_args:
-            where = next((f for f in checkpoint.files if f.endswith("training_args.bin")), checkpoint.path)
-            return where, checkpoint.training_args
-    for path, config in run.configs.items():
-        if isinstance(config, dict) and "lr_scheduler_type" in config:
-            return path, config
-    return None
+    """(display path, arguments) of the HF training arguments, from the run's stated facts
+    (`training_args.bin` in a checkpoint folder or at the top, or a TrainingArguments dump)."""
+    stated = run.stated
+    scheduler = next((fact for fact in stated.all("scheduler")
+                      if fact.origin == "training_args" or fact.locator.endswith("lr_scheduler_type")), None)
+    if scheduler is None or not isinstance(scheduler.value, dict):
+        return None
+
+    def from_args(name: str):
+        return next((fact.value for fact in stated.all(name) if fact.source == scheduler.source), None)
+    args = {"lr_scheduler_type": scheduler.value.get("name"),
+            "lr_scheduler_kwargs": dict(scheduler.value.get("params") or {}),
+            "warmup_steps": from_args("warmup_steps"), "warmup_ratio": from_args("warmup_ratio"),
+            "max_steps": from_args("max_steps"), "learning_rate": from_args("base_lr")}
+    return scheduler.source, args
 
 
 def hf_spec_from_args(args: dict, max_steps) -> tuple[ScheduleSpec | None, list[str]]:
@@ -253,11 +259,11 @@ def _hf_from_state(state: SchedulerState, hf_args: tuple[str, dict], trainer_sta
 
 
 def _trainer_state_max_steps(trainer_state: dict | None, run: Run) -> int | None:
-    for state in [trainer_state, *(c.trainer_state for c in run.checkpoints),
-                  *(v for v in run.configs.values() if isinstance(v, dict))]:
-        if isinstance(state, dict) and positive(state.get("max_steps")) and "lr_scheduler_type" not in state:
-            return int(state["max_steps"])
-    return None
+    """max_steps of this checkpoint's trainer_state, else the one the run states (trainer_state first)."""
+    if isinstance(trainer_state, dict) and positive(trainer_state.get("max_steps")):
+        return int(trainer_state["max_steps"])
+    fact = next((f for f in run.stated.all("max_steps") if "trainer_state" in f.origin), None)
+    return int(fact.value) if fact is not None and positive(fact.value) else None
 
 
 def positive(value):
