@@ -142,3 +142,14 @@ def test_counter_rewinding_in_an_untimed_log_is_a_segment(tmp_path):
     segments = analyze(tmp_path).segments
     assert [(s.kind, s.start_step, s.end_step, s.rewound_from_step) for s in segments] == [
         ("start", 0, 90, None), ("rewind", 40, 130, 90)]
+
+
+def test_second_writer_of_one_process_logging_the_same_tags_is_a_new_segment(tmp_path):
+    """A notebook that trains again in the same process: same pid, next writer ordinal, same tags."""
+    import time
+
+    _write(tmp_path / "run", range(40))
+    time.sleep(1.05 - time.time() % 1.0)
+    _write(tmp_path / "run", range(40))
+    segments = analyze(tmp_path / "run").segments
+    assert [(s.kind, s.start_step, s.end_step) for s in segments] == [("start", 0, 39), ("restart", 0, 39)]

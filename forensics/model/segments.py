@@ -59,7 +59,7 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
     rows: a boundary that would leave a stretch without any logged value is folded into its
     neighbour, so every process lifetime is a segment with a real step range.
     """
-    lifetimes = _lifetime_boundaries(sources)
+    lifetimes = _lifetime_boundaries(sources, _tags_by_source(metrics))
     within = _rewind_boundaries(metrics) + _gap_boundaries(metrics, lifetimes)
     restarts = log_restarts(metrics, list(events)) if _only_logs_timed(metrics, sources) else []
     restart_times = [_first_time_after(metrics, restart) for restart in restarts]
@@ -164,14 +164,23 @@ def _note_step_rewinds(segments: list[Segment]) -> list[Segment]:
     return noted
 
 
-def _lifetime_boundaries(sources: list[Source]) -> list[_Boundary]:
+def _tags_by_source(metrics: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
+    tags: dict[str, set[str]] = {}
+    for frame in metrics.values():
+        for (source, tag), _ in frame.groupby(["source", "tag"], observed=True, sort=False):
+            tags.setdefault(str(source), set()).add(str(tag))
+    return tags
+
+
+def _lifetime_boundaries(sources: list[Source], tags: dict[str, set[str]] | None = None) -> list[_Boundary]:
     """One boundary per process lifetime: the event files one process wrote.
 
     Each event file is written by one writer of one process. A file belongs to the process of the
     files before it when their wall-time spans overlap (several writers at once, e.g. Keras' train/
-    and validation/), or when its name shows the same host and pid with a later writer ordinal (the
-    same process opened another writer, e.g. `add_hparams`' sub-folder or a second fit). Anything
-    else is a new process, even when it continues the step count.
+    and validation/), or when its name shows the same host and pid with a later writer ordinal and it
+    logs none of their tags (the same process opened another writer for other values, e.g.
+    `add_hparams`' sub-folder; a writer logging the same tags again is a new fit). Anything else is a
+    new process, even when it continues the step count.
     """
     timed = sorted((source for source in sources if source.first_wall_time is not None),
                    key=lambda source: source.first_wall_time)
@@ -179,7 +188,7 @@ def _lifetime_boundaries(sources: list[Source]) -> list[_Boundary]:
     lifetime_end = -np.inf
     group: list[Source] = []
     for source in timed:
-        if group and source.first_wall_time > lifetime_end and not _same_process(group, source):
+        if group and source.first_wall_time > lifetime_end and not _same_process(group, source, tags or {}):
             boundaries.append(_lifetime(group, first=not boundaries))
             group = []
         group.append(source)
@@ -191,10 +200,13 @@ def _lifetime_boundaries(sources: list[Source]) -> list[_Boundary]:
     return boundaries
 
 
-def _same_process(group: list[Source], source: Source) -> bool:
-    """The file's name says its writer was opened later by the process that wrote a file of `group`."""
+def _same_process(group: list[Source], source: Source, tags: dict[str, set[str]]) -> bool:
+    """The file's name says its writer was opened later by the process that wrote a file of `group`,
+    for values of other tags."""
     identity = event_file_name(PurePosixPath(source.path).name)
     if identity is None:
+        return False
+    if any(tags.get(source.path, set()) & tags.get(member.path, set()) for member in group):
         return False
     for member in group:
         known = event_file_name(PurePosixPath(member.path).name)

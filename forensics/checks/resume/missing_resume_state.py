@@ -44,7 +44,9 @@ class MissingResumeState(Check):
             return []
         first = restarts[0]
         gaps = sorted({what for what, _, _ in missing})
-        serious = {"scheduler state", "optimizer state", "global step and epoch"} & set(gaps)
+        # Only weights exports found: the training checkpoints the resume used may be kept elsewhere.
+        exports_only = all(c.layout == "model_only" for c in candidates)
+        serious = {"scheduler state", "optimizer state", "global step and epoch"} & set(gaps) and not exports_only
         evidence = [_restart_evidence(run, first)]
         evidence += [Evidence(path, "checkpoint keys", keys, expected=what, note=f"{what} missing")
                      for what, path, keys in missing[:8]]
