@@ -100,6 +100,8 @@ def resume_fresh_scheduler(run):
 
 def resume_correct(run):
     first, second = _two_processes(run, 32, load_sched=True)
+    ref = c.replay(_warm_cos, 2e-3, TOTAL)
+    assert all(c.measure_departure(p["lr"], ref, factor=1.001) is None for p in (first, second))
     return c.case_meta(
         healthy=True, framework="plain", logger="tensorboard", intent="none",
         description="Preempted 6 steps into epoch 6 and resumed from the epoch-5 checkpoint with model, "
