@@ -50,11 +50,11 @@ class NanOnset(Check):
     def run(self, run: Run) -> list[Finding]:
         losses = all_training_losses(run)
         if losses.empty:
-            return self._grad_norm_only(run)
+            return self._grad_norm_tail(run, losses)
         values = losses["value"].to_numpy()
         nonfinite = ~np.isfinite(values)
         if not nonfinite.any():
-            return []
+            return self._grad_norm_tail(run, losses) if len(run.series(aliases.GRAD_NORM)) else []
         ordered = losses.assign(_nonfinite=nonfinite).sort_values(["segment", "step"], kind="stable")
         onset = ordered[ordered["_nonfinite"]].iloc[0]
         same_series = ordered[(ordered["source"] == onset["source"]) & (ordered["tag"] == onset["tag"])]
@@ -62,8 +62,10 @@ class NanOnset(Check):
         after = same_series[same_series["step"] > onset["step"]]
         return [self._finding(run, onset, before, after)]
 
-    def _grad_norm_only(self, run: Run) -> list[Finding]:
-        """No loss logged: the grad norm non-finite on every line to the end is the onset."""
+    def _grad_norm_tail(self, run: Run, losses: pd.DataFrame) -> list[Finding]:
+        """The grad norm non-finite on every line from some step to the end, with no training loss
+        or one that stays finite without improving (HF's `logging_nan_inf_filter` logs a stale or
+        zero average instead of the NaN): the gradients, and so the weights, are gone."""
         grad = run.series(aliases.GRAD_NORM, group=0)
         if grad.empty:
             raise NotApplicable("needs a training loss series (or a grad norm when no loss is logged); none found")
@@ -73,8 +75,14 @@ class NanOnset(Check):
         if tail < GRAD_NORM_NAN_RUN:
             return []
         onset, last = grad.iloc[len(grad) - tail], grad.iloc[-1]
+        loss_after = losses[losses["step"] >= int(onset["step"])].sort_values("step", kind="stable")
+        if _still_improving(loss_after["value"].to_numpy()):
+            return []  # the loss keeps learning: the norm is mis-reported, not the training broken
         whole = "every one" if tail == len(grad) else f"the last {tail}"
-        message = (f"No training loss is logged, and {onset['tag']} was {fmt_value(float(onset['value']))} on {whole} "
+        loss_words = ("No training loss is logged" if losses.empty else
+                      f"The logged training loss stays finite without improving ({_loss_range(loss_after)} from "
+                      "the onset on: a filtered or stale average such as HF's logging_nan_inf_filter logs)")
+        message = (f"{loss_words}, and {onset['tag']} was {fmt_value(float(onset['value']))} on {whole} "
                    f"of its {len(grad)} logged values, from step {fmt_step(int(onset['step']))} to "
                    f"{fmt_step(int(last['step']))}: the gradients are not finite, so every update is NaN or skipped.")
         evidence = [row_evidence(run, onset, expected="finite", note="first non-finite grad norm, none finite after"),
@@ -137,6 +145,22 @@ class NanOnset(Check):
         severity = "warning" if recovered else "error"
         return self.finding(step=onset_step, end_step=end_step, message=message, fix=fix, evidence=evidence,
                             confidence=0.99, severity=severity)
+
+
+def _still_improving(values: np.ndarray) -> bool:
+    """Whether a loss fell by a fifth or more from the first to the last third of these values."""
+    values = values[np.isfinite(values)]
+    if len(values) < 3:
+        return False
+    third = max(1, len(values) // 3)
+    start, end = float(np.median(values[:third])), float(np.median(values[-third:]))
+    return start > 0 and end < 0.8 * start
+
+
+def _loss_range(loss: pd.DataFrame) -> str:
+    values = loss["value"].to_numpy()
+    values = values[np.isfinite(values)]
+    return "no value" if not len(values) else f"{fmt_value(float(values.min()))} to {fmt_value(float(values.max()))}"
 
 
 def _lr_at(run: Run, step: int) -> list[Evidence]:
