@@ -20,7 +20,7 @@ def training_failures() -> list[LCase]:
     manual = dict(scheduler=warmup_cosine(FULL), manual_scheduler=True, stop_after_epoch=5, resume="ckpt")
     weights = dict(scheduler=warmup_cosine(FULL), stop_after_epoch=5, resume="weights", weights_only=True)
     mismatch = dict(lr=1e-2, code_lr=1e-3)
-    no_warmup = dict(task="regression", optimizer="adam", lr=0.3, scheduler=cosine(FULL))
+    no_warmup = dict(task="regression", optimizer="adam", lr=1.0, scheduler=cosine(FULL))
     return [
         LCase("nan_huge_lr_csv", "SGD(momentum=0.9) at lr=2.0 on a regression task: the MSE overflows to inf and "
               "NaN within a few dozen steps; the fit runs on to its end.",
@@ -79,11 +79,11 @@ def training_failures() -> list[LCase]:
         LCase("missing_state_weights_only_tb", "The same weights-only checkpoint restart, TensorBoardLogger.",
               Recipe(**weights, loggers=("tb",)), [lbl("missing_resume_state", "resume")],
               ["resume_drift", "schedule_incomplete"]),
-        LCase("warmup_missing_adam_csv", "Adam at lr=0.3 from step 0 with a per-step cosine and no warmup on a "
+        LCase("warmup_missing_adam_csv", "Adam at lr=1.0 from step 0 with a per-step cosine and no warmup on a "
               "regression task: the loss jumps to several times its initial value in the first steps.",
-              Recipe(**no_warmup, hparams=_hp(lr=0.3, scheduler="cosine", warmup_steps=0)),
+              Recipe(**no_warmup, hparams=_hp(lr=1.0, scheduler="cosine", warmup_steps=0)),
               [lbl("warmup_missing", "early_spike", "train_loss")], ["loss_plateau"]),
-        LCase("warmup_missing_adam_tb_nointent", "The same no-warmup start at lr=0.3 (seed 3), TensorBoard only.",
+        LCase("warmup_missing_adam_tb_nointent", "The same no-warmup start at lr=1.0 (seed 3), TensorBoard only.",
               Recipe(**dict(no_warmup, seed=3), loggers=("tb",), **NO_FILES),
               [lbl("warmup_missing", "early_spike", "train_loss")], ["loss_plateau"]),
         LCase("lr_mismatch_hparams_csv", "hparams.yaml says lr=0.01 but configure_optimizers hard-codes 1e-3: the "
