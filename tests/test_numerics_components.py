@@ -189,6 +189,66 @@ def test_a_finite_grad_norm_or_one_skipped_step_is_no_nan_onset(tmp_path, nan_ba
     assert [f for f in analyze(tmp_path).findings if f.code == "nan_onset"] == []
 
 
+# ---- a loss logged through a NaN filter (HF logging_nan_inf_filter) ----------------------------------
+
+def train_filtered_loss(out: Path, *, break_at: int | None, steps: int = 60,
+                        misreport_norm: bool = False) -> tuple[list[float], list[float]]:
+    """Regression logged like HF's Trainer with logging_nan_inf_filter=True: a non-finite loss is
+    replaced by the mean of the finite ones so far. At `break_at` a weight is set to NaN (a bad
+    update), so every later grad norm is NaN. `misreport_norm` logs NaN for a norm that is in fact
+    finite (a broken norm computation, as some sharded setups report). Returns what was logged."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    inputs = torch.randn(640, 4)
+    target = inputs @ torch.randn(4, 1)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    writer = SummaryWriter(str(out / "tb"))
+    losses, norms, finite_so_far = [], [], []
+    for step in range(steps):
+        if step == break_at:
+            with torch.no_grad():
+                model.weight[0, 0] = float("nan")
+        batch = slice((step * 32) % 640, (step * 32) % 640 + 32)
+        loss = torch.nn.functional.mse_loss(model(inputs[batch]), target[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0))
+        optimizer.step()
+        norm = float("nan") if misreport_norm else norm
+        value = float(loss.detach())
+        if math.isfinite(value):
+            finite_so_far.append(value)
+        logged = value if math.isfinite(value) else sum(finite_so_far) / len(finite_so_far)
+        losses.append(logged)
+        norms.append(norm)
+        writer.add_scalar("train/loss", logged, step)
+        writer.add_scalar("train/grad_norm", norm, step)
+    writer.close()
+    return losses, norms
+
+
+def test_grad_norm_nan_to_the_end_behind_a_filtered_loss_is_a_nan_onset(tmp_path):
+    losses, norms = train_filtered_loss(tmp_path, break_at=30)
+    onset = next(step for step, norm in enumerate(norms) if not math.isfinite(norm))
+    assert all(map(math.isfinite, losses)) and not any(map(math.isfinite, norms[onset:]))  # the premise
+    [finding] = [f for f in analyze(tmp_path).findings if f.code == "nan_onset"]
+    assert finding.step == onset and finding.severity == "error"
+    assert "stays finite without improving" in finding.message
+
+
+def test_a_finite_filtered_loss_with_finite_grad_norms_is_no_nan_onset(tmp_path):
+    losses, norms = train_filtered_loss(tmp_path, break_at=None)
+    assert all(map(math.isfinite, norms))
+    assert [f for f in analyze(tmp_path).findings if f.code == "nan_onset"] == []
+
+
+def test_a_nan_grad_norm_next_to_a_loss_that_keeps_learning_is_no_nan_onset(tmp_path):
+    losses, norms = train_filtered_loss(tmp_path, break_at=None, misreport_norm=True)
+    assert not any(map(math.isfinite, norms)) and losses[-1] < 0.5 * losses[0]  # the premise
+    assert [f for f in analyze(tmp_path).findings if f.code == "nan_onset"] == []
+
+
 # ---- grad_explosion under clipping: found whatever the last bits -----------------------------------
 
 def train_clipped(out: Path, *, gamma: float, steps: int = 200, seed: int = 0) -> list[tuple[int, float]]:
