@@ -105,14 +105,33 @@ def place_by_line(metrics: dict[str, pd.DataFrame], restarts: list[LogRestart]) 
 
 
 def _walk_other_rows(frame: pd.DataFrame, source: str, ranges: list[tuple[int, int] | None]) -> None:
-    others = np.flatnonzero((frame["source"] != source).to_numpy())
-    if not len(others):
+    _walk_forward(frame, np.flatnonzero((frame["source"] != source).to_numpy()), ranges)
+
+
+def place_untimed_rows(metrics: dict[str, pd.DataFrame], count: int) -> None:
+    """Give rows without wall times (text logs, tables) the segment their step and order point to.
+
+    Each (source, tag) is walked in file order with a pointer that only moves forward: a row stays
+    in the current segment while its step lies in that segment's step range (taken from timed rows)
+    and moves to the next segment holding its step when the step leaves the range or goes back (a
+    log appended to by a restarted process).
+    """
+    if count <= 1:
+        return
+    ranges = _timed_step_ranges(metrics, count)
+    for frame in metrics.values():
+        _walk_forward(frame, np.flatnonzero(frame["wall_time"].isna().to_numpy()), ranges)
+
+
+def _walk_forward(frame: pd.DataFrame, positions: np.ndarray, ranges: list[tuple[int, int] | None]) -> None:
+    """Move the rows at `positions` forward through the segments by step (see `place_untimed_rows`)."""
+    if not len(positions):
         return
     segment = frame["segment"].to_numpy().copy()
     steps = frame["step"].to_numpy()
-    keys = list(zip(frame["source"].cat.codes.to_numpy()[others], frame["tag"].cat.codes.to_numpy()[others]))
+    keys = list(zip(frame["source"].cat.codes.to_numpy()[positions], frame["tag"].cat.codes.to_numpy()[positions]))
     state: dict[tuple, tuple[int, int | None]] = {}
-    for position, key in zip(others, keys):
+    for position, key in zip(positions, keys):
         current, previous = state.get(key, (0, None))
         step = int(steps[position])
         if (previous is not None and step < previous) or not _holds(ranges[current], step):
@@ -121,6 +140,18 @@ def _walk_other_rows(frame: pd.DataFrame, source: str, ranges: list[tuple[int, i
         segment[position] = current
         state[key] = (current, step)
     frame["segment"] = segment
+
+
+def _timed_step_ranges(metrics: dict[str, pd.DataFrame], count: int) -> list[tuple[int, int] | None]:
+    lows, highs = [None] * count, [None] * count
+    for frame in metrics.values():
+        timed = frame[frame["wall_time"].notna()]
+        for index, steps in timed.groupby("segment")["step"]:
+            if 0 <= index < count:
+                low, high = int(steps.min()), int(steps.max())
+                lows[index] = low if lows[index] is None else min(lows[index], low)
+                highs[index] = high if highs[index] is None else max(highs[index], high)
+    return [None if low is None else (low, high) for low, high in zip(lows, highs)]
 
 
 def _holds(step_range: tuple[int, int] | None, step: int) -> bool:

@@ -28,7 +28,7 @@ import pandas as pd
 from forensics.ingest.source import RunEvent
 from forensics.ingest.tensorboard import event_file_name
 from forensics.model.log_clock import LOG_KIND
-from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line, untimed_rewinds
+from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line, place_untimed_rows, untimed_rewinds
 from forensics.model.run import Segment, Source
 
 # A gap starts a segment only when it is both long in absolute terms and huge relative to the
@@ -88,7 +88,7 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
         boundaries = boundaries[:1] + [_Boundary(np.nan, restart.kind, restart.reason, (restart.source,),
                                                  restart.rewound_from_step) for restart in restarts]
     elif not split:
-        _place_untimed_rows(metrics, len(boundaries))
+        place_untimed_rows(metrics, len(boundaries))
     boundaries = _drop_empty(metrics, boundaries)
     segments = [_describe(index, boundary, metrics) for index, boundary in enumerate(boundaries)]
     return _note_step_rewinds(segments)
@@ -329,7 +329,7 @@ def _drop_empty(metrics: dict[str, pd.DataFrame], boundaries: list[_Boundary]) -
 
 def _segment_of(frame: pd.DataFrame, starts: np.ndarray, owners: dict[str, tuple[int, int]]) -> np.ndarray:
     """Segment index of each row from its wall time; rows without one start in segment 0 (see
-    `_place_untimed_rows`). An event file's rows stay within the segments of the process that wrote
+    `log_restarts.place_untimed_rows`). An event file's rows stay within the segments of the process that wrote
     the file, whatever their wall times say (a file_version record stamped after the values, a clock
     passed to add_scalar)."""
     wall_times = frame["wall_time"].to_numpy()
@@ -345,52 +345,6 @@ def _segment_of(frame: pd.DataFrame, starts: np.ndarray, owners: dict[str, tuple
                 mine = (codes == code) & ~untimed
                 segment[mine] = segment[mine].clip(*span)
     return segment
-
-
-def _place_untimed_rows(metrics: dict[str, pd.DataFrame], count: int) -> None:
-    """Give rows without wall times (text logs, tables) the segment their step and order point to.
-
-    Each (source, tag) is walked in file order with a pointer that only moves forward: a row stays
-    in the current segment while its step lies in that segment's step range (taken from timed rows)
-    and moves to the next segment holding its step when the step leaves the range or goes back (a
-    log appended to by a restarted process).
-    """
-    if count <= 1:
-        return
-    ranges = _timed_step_ranges(metrics, count)
-    for frame in metrics.values():
-        untimed = np.flatnonzero(frame["wall_time"].isna().to_numpy())
-        if not len(untimed):
-            continue
-        segment = frame["segment"].to_numpy().copy()
-        steps = frame["step"].to_numpy()
-        keys = list(zip(frame["source"].cat.codes.to_numpy()[untimed], frame["tag"].cat.codes.to_numpy()[untimed]))
-        state: dict[tuple, tuple[int, int | None]] = {}
-        for position, key in zip(untimed, keys):
-            current, previous = state.get(key, (0, None))
-            step = int(steps[position])
-            if (previous is not None and step < previous) or not _holds(ranges[current], step):
-                later = next((k for k in range(current + 1, count) if _holds(ranges[k], step)), None)
-                current = later if later is not None else current
-            segment[position] = current
-            state[key] = (current, step)
-        frame["segment"] = segment
-
-
-def _timed_step_ranges(metrics: dict[str, pd.DataFrame], count: int) -> list[tuple[int, int] | None]:
-    lows, highs = [None] * count, [None] * count
-    for frame in metrics.values():
-        timed = frame[frame["wall_time"].notna()]
-        for index, steps in timed.groupby("segment")["step"]:
-            if 0 <= index < count:
-                low, high = int(steps.min()), int(steps.max())
-                lows[index] = low if lows[index] is None else min(lows[index], low)
-                highs[index] = high if highs[index] is None else max(highs[index], high)
-    return [None if low is None else (low, high) for low, high in zip(lows, highs)]
-
-
-def _holds(step_range: tuple[int, int] | None, step: int) -> bool:
-    return step_range is not None and step_range[0] <= step <= step_range[1]
 
 
 def _describe(index: int, boundary: _Boundary, metrics: dict[str, pd.DataFrame]) -> Segment:
