@@ -15,7 +15,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from forensics.analyze import analyze
-from forensics.checks.schedule.lr_collapse import COLLAPSE
+from forensics.checks.schedule.lr_collapse import COLLAPSE, LAST_BITS
 from forensics.schedule import ScheduleOptions
 from forensics.schedule.spec import parse_spec
 
@@ -100,11 +100,11 @@ def test_healthy_twins_get_no_warning_or_error_of_any_code(name, runs_root):
     assert [(f.code, f.message) for f in report.findings if f.severity in ("error", "warning")] == []
 
 
-def test_collapse_onset_is_where_the_logged_lr_fell_below_1e_4_of_its_peak(runs_root):
+def test_collapse_onset_is_where_the_logged_lr_fell_to_1e_4_of_its_peak(runs_root):
     for name in ("steplr_per_batch_tqdm", "exponential_decay_per_batch_tb"):
         recorded, report = _run(name, runs_root)
         lrs = np.array(recorded.lr_values())
-        below = np.flatnonzero(lrs < COLLAPSE * np.maximum.accumulate(lrs))
+        below = np.flatnonzero(lrs <= COLLAPSE * np.maximum.accumulate(lrs) * (1 + LAST_BITS))
         onset = recorded.lr[int(below[0])][0]
         (finding,) = _of(report, "lr_collapse")
         assert finding.step == onset, (name, finding.step, onset)
@@ -129,20 +129,19 @@ def test_runaway_onset_is_where_the_lr_reached_ten_times_its_start(runs_root):
         assert lrs[-1] > 1e4 * lrs[0]  # the fact the label rests on: 1e-3 -> ~190
 
 
-def test_divergence_onset_lies_between_the_loss_minimum_and_its_tenfold_rise(runs_root):
+def test_divergence_onset_is_where_the_loss_was_lowest_before_its_rise(runs_root):
     for name in ("exponential_growth_clipped_tb", "exponential_growth_clipped_hf"):
         recorded, report = _run(name, runs_root)
         steps = np.array([step for step, _ in recorded.loss])
         losses = np.array([value for _, value in recorded.loss])
         assert np.isfinite(losses).all()  # a divergence without NaN, or the run is not this case
-        lowest = int(np.argmin(losses))
-        tenfold = lowest + int(np.flatnonzero(losses[lowest:] > 10 * losses[lowest])[0])
-        tail = np.median(losses[-len(losses) // 10:])
-        assert tail > 100 * losses[lowest]
+        # label: the centre of the 10 consecutive logged losses with the smallest mean
+        means = np.convolve(losses, np.ones(10) / 10, mode="valid")
+        lowest = int(np.argmin(means)) + 5
+        assert np.median(losses[-len(losses) // 10:]) > 100 * means.min()
         (finding,) = _of(report, "loss_divergence")
-        window = max(5, round(0.05 * len(losses)))
-        assert steps[lowest] - window <= finding.step <= steps[tenfold] + window, (finding.step, steps[lowest],
-                                                                                  steps[tenfold])
+        # the bottom of a noisy loss is flat: a tenth of the run either way is the same valley
+        assert abs(finding.step - steps[lowest]) <= 0.1 * len(steps), (name, finding.step, steps[lowest])
         assert finding.end_step == steps[-1]
 
 

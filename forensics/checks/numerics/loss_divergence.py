@@ -18,8 +18,10 @@ MIN_POINTS = 20
 # one batch is noise, the median of a window is where training is.
 LEVEL_SHARE = 0.05
 LEVEL_MIN_POINTS = 5
-# Diverged: the final level is this many times the lowest level and above the starting level ...
+# Diverged: the final level is this many times the lowest level, and above the starting level or still
+# rising at the end (STILL_RISING x the level halfway through the rise) ...
 RISE = 10.0
+STILL_RISING = 1.5
 # ... or this many times the lowest level whatever the start (the model learned, then lost it all).
 FAR_RISE = 100.0
 # The rise lasts at least this share of the stretch's steps: a late spike is not a divergence.
@@ -47,7 +49,8 @@ class LossDivergence(Check):
     """Training loss diverged: it rose for a sustained stretch and ended far above its minimum.
 
     **Symptom**: the level of the training loss (the median of a window of values) ends 10x or more
-    above its lowest level and above where it started, or 100x above its lowest level, after a rise
+    above its lowest level and either above where it started or still rising at the end, or 100x
+    above its lowest level, after a rise
     that lasted at least a tenth of the run, while every value stays finite (a loss that turns NaN
     is `nan_onset`). Needs no stated schedule; each loss component (`loss`, `gen_loss`,
     `box_loss`, ...) and each process lifetime is judged on its own.
@@ -111,7 +114,7 @@ class LossDivergence(Check):
                             expected=f"about {fmt_value(low)}"),
             row_evidence(run, rows.loc[rows["value"].idxmax()], note="highest value logged"),
         ]
-        return self.finding(step=int(onset["step"]), end_step=int(last["step"]), message=message,
+        return self.finding(step=int(lowest["step"]), end_step=int(last["step"]), message=message,
                             fix=self.documentation()["Fix"], evidence=evidence, confidence=0.85)
 
 
@@ -131,10 +134,13 @@ def _divergence(rows: pd.DataFrame) -> Divergence | None:
     levels = pd.Series(values).rolling(window, center=True, min_periods=window // 2 + 1).median().to_numpy()
     lowest = int(np.argmin(levels))
     low, start, end = float(levels[lowest]), float(levels[0]), float(levels[-1])
-    if not (end >= FAR_RISE * low or (end >= RISE * low and end >= start)):
+    if end < RISE * low:
         return None
     onset = lowest + int(np.flatnonzero(levels[lowest:] >= ONSET_RISE * low)[0])
     steps = rows["step"].to_numpy()
+    halfway = float(levels[int(np.searchsorted(steps, (steps[onset] + steps[-1]) / 2))])
+    if not (end >= FAR_RISE * low or end >= start or end >= STILL_RISING * halfway):
+        return None
     if (steps[-1] - steps[onset]) < MIN_RISE_SHARE * max(steps[-1] - steps[0], 1):
         return None
     return Divergence(rows, levels, lowest, onset, window)

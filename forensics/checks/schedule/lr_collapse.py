@@ -12,8 +12,10 @@ from forensics.checks.schedule.lr_trajectory import LrTrajectory, lr_trajectory,
 from forensics.formatting import fmt_lr, fmt_percent, fmt_step
 from forensics.model.run import Run
 
-# Collapsed: below this fraction of the running peak (four orders of magnitude).
+# Collapsed: at or below this fraction of the running peak (four orders of magnitude) ...
 COLLAPSE = 1e-4
+# ... give or take the last bits: 0.01 * 0.1**4 is 1.0000000000000002e-06, and float32 logs round further.
+LAST_BITS = 1e-6
 # A collapse that lasts this share of training is no end-of-schedule anneal: cosine, linear and OneCycle
 # schedules spend under 1% of their steps below 1e-4 of their peak, even OneCycle's 2.5e5x final drop.
 MIN_SHARE = 0.25
@@ -38,7 +40,7 @@ class Collapse:
 class LrCollapse(Check):
     """Learning rate collapsed by many orders of magnitude while training went on.
 
-    **Symptom**: the logged LR falls below 1e-4 of its running peak and stays there for a quarter
+    **Symptom**: the logged LR falls to 1e-4 of its running peak or less and stays there for a quarter
     of the run or more (or reaches values below 1e-12, which no schedule trains with, with training
     still going on well after): every step after that changes the weights by nothing while the loop
     keeps spending compute. Needs no stated schedule.
@@ -48,7 +50,7 @@ class LrCollapse(Check):
 
     **Healthy run**: cosine or linear decay that reaches 0 (or ~1e-9) on the last steps, a OneCycle
     ending at max_lr/(25*1e4), linear warmup starting at exactly 0, step decay by 10x two or three
-    times; or a collapse that a stated schedule (checkpoint, config, `--schedule`) expects.
+    times; or a collapse that the schedule stated with `--schedule` expects.
 
     **Fix**: step per-epoch schedulers (StepLR, MultiStepLR, ExponentialLR sized in epochs) once per
     epoch, outside the batch loop, or size `step_size`/`milestones`/`gamma` in optimizer steps; give
@@ -67,7 +69,7 @@ class LrCollapse(Check):
             return []
         stretch = trajectory.rows.iloc[collapse.start:collapse.end + 1]
         if stated_schedule_explains(run, stretch) is not None:
-            return []  # the stated schedule means this LR; its own checks judge the intent
+            return []  # the user stated this very schedule (--schedule)
         return [self._finding(run, trajectory, collapse)]
 
     def _finding(self, run: Run, trajectory: LrTrajectory, collapse: Collapse) -> Finding:
@@ -80,7 +82,7 @@ class LrCollapse(Check):
         recovered = collapse.end < len(rows) - 1
         end_step = int(rows["step"].iloc[collapse.end])
         message = (f"LR fell from its peak {fmt_lr(peak_lr)} (step {fmt_step(int(peak['step']))}) {drop_text}; "
-                   f"it was below {COLLAPSE:g} of that peak from step {fmt_step(int(start['step']))} "
+                   f"it was at or below {COLLAPSE:g} of that peak from step {fmt_step(int(start['step']))} "
                    + (f"to {fmt_step(end_step)}" if recovered else "to the end of the run")
                    + f" ({fmt_percent(collapse.share)} of training)")
         training_end = trajectory.later_loss if trajectory.later_loss is not None else rows.iloc[-1]
@@ -90,15 +92,17 @@ class LrCollapse(Check):
         message += "."
         evidence = [
             row_evidence(run, peak, note="running peak of the LR"),
-            row_evidence(run, start, expected=f">= {fmt_lr(COLLAPSE * peak_lr)}",
-                         note=f"first value below {COLLAPSE:g} of the peak"),
+            row_evidence(run, start, expected=f"> {fmt_lr(COLLAPSE * peak_lr)}",
+                         note=f"first value at or below {COLLAPSE:g} of the peak"),
         ]
         if collapse.negligible is not None and collapse.negligible != collapse.start:
             evidence.append(row_evidence(run, rows.iloc[collapse.negligible], expected=f">= {NEGLIGIBLE_LR:g}",
                                          note="first value below any LR a schedule trains with"))
         if collapse.lowest not in (collapse.start, collapse.negligible):
             evidence.append(row_evidence(run, lowest, note="lowest LR of the collapse"))
-        evidence.append(self._training_went_on(run, trajectory, collapse))
+        went_on = self._training_went_on(run, trajectory, collapse)
+        if went_on not in evidence:
+            evidence.append(went_on)
         return self.finding(step=int(start["step"]), end_step=end_step, message=message,
                             fix=self.documentation()["Fix"], evidence=evidence, confidence=0.9)
 
@@ -107,7 +111,10 @@ class LrCollapse(Check):
         """The last row showing the loop still ran while the LR was collapsed."""
         if collapse.end < len(trajectory.rows) - 1 or trajectory.later_loss is None:
             row = trajectory.rows.iloc[collapse.end]
-            return row_evidence(run, row, note="last collapsed LR value logged: the loop was still running")
+            note = "last collapsed LR value logged: the loop was still running"
+            if collapse.end == collapse.lowest:
+                return row_evidence(run, row, note="lowest LR of the collapse")  # the same row, already listed
+            return row_evidence(run, row, note=note)
         return row_evidence(run, trajectory.later_loss, note="training loss still logged after the collapse")
 
 
@@ -115,7 +122,7 @@ def _longest_collapse(trajectory: LrTrajectory) -> Collapse | None:
     """The collapsed stretch that lasts longest, if one lasts long enough to be a collapse."""
     values = trajectory.values
     peak = np.maximum.accumulate(values)
-    collapsed = (peak > 0) & (values < COLLAPSE * peak)
+    collapsed = (peak > 0) & (values <= COLLAPSE * peak * (1 + LAST_BITS))
     best = None
     for start, end in _stretches(collapsed):
         until = None if end == len(values) - 1 else end + 1  # a stretch lasts until the LR came back

@@ -16,8 +16,8 @@ from forensics.model.run import Run
 # The LR's starting level: the median of its positive values over this first share of training
 # (a warmup from 0 is then judged against where it warmed up to, not against 0).
 START_SHARE = 0.1
-# Runaway: the LR ends this many times above its starting level ...
-GROWTH = 1e3
+# Runaway: the LR ends this many times above its starting level (two orders of magnitude) ...
+GROWTH = 100.0
 # ... and this many times above its highest level in the first half of training: still growing.
 # A linear warmup that never ends gains at most 2x in its second half, OneCycle and CyclicLR none.
 LATE_GROWTH = 10.0
@@ -44,7 +44,7 @@ class Runaway:
 class LrRunaway(Check):
     """Learning rate grew without bound.
 
-    **Symptom**: the logged LR ends 1,000x or more above its starting level and is still growing
+    **Symptom**: the logged LR ends 100x or more above its starting level and is still growing
     at the end (10x above its highest level in the first half of the run), or it passes 100, above
     any LR an optimizer trains with. Needs no stated schedule: no schedule in use grows that way.
 
@@ -71,7 +71,7 @@ class LrRunaway(Check):
             return []
         grown = trajectory.rows.iloc[runaway.onset:]
         if stated_schedule_explains(run, grown) is not None:
-            return []  # the stated schedule means this LR; its own checks judge the intent
+            return []  # the user stated this very schedule (--schedule)
         return [self._finding(run, trajectory, runaway)]
 
     def _finding(self, run: Run, trajectory: LrTrajectory, runaway: Runaway) -> Finding:

@@ -82,13 +82,14 @@ def _loss_after(run: Run, last_lr: pd.Series) -> pd.Series | None:
 
 
 def stated_schedule_explains(run: Run, rows: pd.DataFrame) -> Evidence | None:
-    """Evidence of the stated schedule when it expects the LR these rows show, else None.
+    """Evidence of the user's stated schedule (`--schedule`) when it expects the LR these rows show, else None.
 
-    Only a stated schedule (a checkpoint's scheduler, a config, `--schedule`) counts: an inferred one
-    was fitted to this very LR and would explain anything.
+    Only the user's own statement counts. An inferred schedule was fitted to this very LR and would
+    explain anything; a checkpoint's saved scheduler or a config records what ran, and an
+    `ExponentialLR(gamma=1.05)` in either is the bug itself, not an intent that excuses it.
     """
     intended = run.intended_schedule
-    if intended is None or intended.source == "inferred" or intended.confidence < MIN_CONFIDENCE:
+    if intended is None or intended.source != "cli" or intended.confidence < MIN_CONFIDENCE:
         return None
     observed = rows["value"].to_numpy(dtype=np.float64)
     expected = intended.expected_at(rows["step"].to_numpy())
