@@ -28,6 +28,8 @@ CASES = [
     ("Loss/val", "", MetricName("val_loss", 0)),
     ("train/grad_norm", "", MetricName("grad_norm", 0)),
     ("grad norm", "", MetricName("grad_norm", 0)),
+    ("grad_2.0_norm_total", "", MetricName("grad_norm", 0)),  # Lightning grad_norm(norm_type=2)
+    ("grad_2.0_norm/0.weight", "", MetricName("grad_2.0_norm/0.weight", 0)),
     ("loss scale", "", MetricName("loss_scale", 0)),
     ("scaler/scale", "", MetricName("loss_scale", 0)),
     ("lr-Adam-momentum", "", MetricName("momentum", 0)),

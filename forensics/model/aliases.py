@@ -58,7 +58,9 @@ def canonical_metric(tag: str, context: str = "") -> MetricName:
         return MetricName(LR, lr_group)
     if "momentum" in last or last in ("beta1", "betas_0"):
         return MetricName(MOMENTUM, _trailing_group(last))
-    if last in _GRAD_NORM_WORDS or normalized.endswith("grad norm"):
+    # Lightning's `grad_norm(module, norm_type=2)` logs `grad_2.0_norm_total` (and per-parameter
+    # `grad_2.0_norm/<name>`, which stay apart).
+    if last in _GRAD_NORM_WORDS or normalized.endswith("grad norm") or re.fullmatch(r"grad_[\d.]+_norm_total", last):
         return MetricName(GRAD_NORM)
     if last in _LOSS_SCALE_WORDS and last != "scale" or normalized.endswith("loss scale"):
         return MetricName(LOSS_SCALE)

@@ -56,7 +56,12 @@ class NanOnset(Check):
         if not nonfinite.any():
             return self._grad_norm_tail(run, losses) if len(run.series(aliases.GRAD_NORM)) else []
         ordered = losses.assign(_nonfinite=nonfinite).sort_values(["segment", "step"], kind="stable")
-        onset = ordered[ordered["_nonfinite"]].iloc[0]
+        bad = ordered[ordered["_nonfinite"]]
+        # Sources can count in different units (timm's per-epoch summary.csv next to its per-step
+        # `Train:` lines): the onset comes from the densest source that has one.
+        counts = ordered["source"].astype(str).value_counts()
+        densest = max(bad["source"].astype(str).unique(), key=lambda source: counts[source])
+        onset = bad[bad["source"].astype(str) == densest].iloc[0]
         same_series = ordered[(ordered["source"] == onset["source"]) & (ordered["tag"] == onset["tag"])]
         before = same_series[(same_series["step"] < onset["step"]) & ~same_series["_nonfinite"]]
         after = same_series[same_series["step"] > onset["step"]]
