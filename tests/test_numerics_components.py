@@ -24,6 +24,14 @@ from forensics.checks.numerics.grad_explosion import GradExplosion  # noqa: E402
 from forensics.model.build import build_run  # noqa: E402
 
 SERIOUS = ("warning", "error")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The builders train on one thread (cheap on shared CPUs); other tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 MY_CODES = ("nan_onset", "grad_explosion", "loss_plateau", "val_stuck")
 
 

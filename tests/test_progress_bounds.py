@@ -27,6 +27,14 @@ from forensics.model.stated import Fact, StatedFacts  # noqa: E402
 SERIOUS = ("warning", "error")
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The builders train on one thread (cheap on shared CPUs); other tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _blobs(classes: int, per_class: int, dim: int, separation: float, seed: int, label_noise: float = 0.0):
     """A balanced Gaussian-blob classification set (exactly `per_class` samples per class)."""
     generator = torch.Generator().manual_seed(seed)
