@@ -57,9 +57,10 @@ class NanOnset(Check):
             return self._grad_norm_tail(run, losses) if len(run.series(aliases.GRAD_NORM)) else []
         ordered = losses.assign(_nonfinite=nonfinite).sort_values(["segment", "step"], kind="stable")
         bad = ordered[ordered["_nonfinite"]]
+        bad = bad[bad["segment"] == bad["segment"].iloc[0]]  # the first process (or fit) that broke
         # Sources can count in different units (timm's per-epoch summary.csv next to its per-step
-        # `Train:` lines): the onset comes from the densest source that has one.
-        counts = ordered["source"].astype(str).value_counts()
+        # `Train:` lines): the onset comes from the densest source of that segment that has one.
+        counts = ordered[ordered["segment"] == bad["segment"].iloc[0]]["source"].astype(str).value_counts()
         densest = max(bad["source"].astype(str).unique(), key=lambda source: counts[source])
         onset = bad[bad["source"].astype(str) == densest].iloc[0]
         same_series = ordered[(ordered["source"] == onset["source"]) & (ordered["tag"] == onset["tag"])]
