@@ -57,7 +57,9 @@ class ScheduleIncomplete(Check):
         return self._against_stated_horizon(run, lr, steps_taken)
 
     def _against_schedule(self, run: Run, lr, steps_taken: int, intended: IntendedSchedule) -> list[Finding]:
-        share = steps_taken / intended.horizon
+        counter = _scheduler_counter(run, steps_taken) if intended.interval == "step" else None
+        progress = counter[0] if counter else steps_taken
+        share = progress / intended.horizon
         if share > ENDED_BY:
             return []
         schedule_end = intended.key_points()["end"]
@@ -74,8 +76,15 @@ class ScheduleIncomplete(Check):
         if last_row is not None:
             evidence.insert(0, row_evidence(run, last_row, expected=schedule_end["lr"] if schedule_end else None,
                                             note="last LR logged"))
-        return [self._finding(run, steps_taken, intended.horizon, f"{intended.spec} (horizon "
-                              f"{fmt_step(intended.horizon)})", lr_text, evidence, intended.steps_per_epoch, 0.75)]
+        what = f"{intended.spec} (horizon {fmt_step(intended.horizon)})"
+        if counter:
+            checkpoint, state = counter[1], counter[2]
+            lr_text += (f"; its scheduler had been stepped only {progress:,} times in {steps_taken:,} optimizer "
+                        f"steps ({checkpoint.path} last_epoch)")
+            evidence.append(Evidence(checkpoint.path, f"ckpt key {state.key}.last_epoch", progress,
+                                     expected=checkpoint.global_step, note="scheduler steps taken vs optimizer steps"))
+        return [self._finding(run, steps_taken, intended.horizon, what, lr_text, evidence, intended.steps_per_epoch,
+                              0.75, progress=progress)]
 
     def _against_stated_horizon(self, run: Run, lr, steps_taken: int) -> list[Finding]:
         stated = run.stated
@@ -107,15 +116,17 @@ class ScheduleIncomplete(Check):
                               f"({how})", lr_text, evidence, stated.int_value("steps_per_epoch"), 0.7)]
 
     def _finding(self, run: Run, steps_taken: int, horizon: int, what: str, lr_text: str, evidence: list,
-                 steps_per_epoch: int | None, confidence: float) -> Finding:
+                 steps_per_epoch: int | None, confidence: float, progress: int | None = None) -> Finding:
         stated = run.stated
-        ratio = horizon / steps_taken
+        progress = progress or steps_taken
+        ratio = horizon / progress
         accumulation = stated.get("gradient_accumulation_steps")
         world = stated.get("world_size")
         names = name_time_scale(ratio, steps_per_epoch, stated.int_value("gradient_accumulation_steps"),
                                 stated.int_value("world_size"))
-        message = (f"The run ended at step {fmt_step(steps_taken - 1)}, {fmt_percent(steps_taken / horizon)} of the "
-                   f"way through {what}{lr_text}. The horizon is {ratio:.2f}x the steps taken"
+        message = (f"The run ended at step {fmt_step(steps_taken - 1)}, {fmt_percent(progress / horizon)} of the "
+                   f"way through {what}{lr_text}. The horizon is {ratio:.2f}x the "
+                   f"{'scheduler ' if progress != steps_taken else ''}steps taken"
                    + _factor_hint(ratio, names, accumulation, world) + ".")
         for fact, note in ((accumulation, "gradient accumulation stated by the run"),
                            (world, "world size stated by the run")):
@@ -131,6 +142,19 @@ def _declared(run: Run) -> IntendedSchedule | None:
     if intended is None or intended.source == "inferred" or not intended.horizon:
         return None
     return intended if intended.confidence >= MIN_CONFIDENCE else None
+
+
+def _scheduler_counter(run: Run, steps_taken: int):
+    """(scheduler steps, checkpoint, state) when the last checkpoint, saved near the end, shows the scheduler
+    stepped far less often than the optimizer (once per epoch instead of per step): the schedule's progress."""
+    saved = [c for c in run.checkpoints if c.global_step and c.schedulers and c.schedulers[0].last_epoch is not None]
+    if not saved:
+        return None
+    checkpoint = saved[-1]
+    state = checkpoint.schedulers[0]
+    if checkpoint.global_step < ENDED_BY * steps_taken or not 0 < state.last_epoch < ENDED_BY * checkpoint.global_step:
+        return None
+    return state.last_epoch, checkpoint, state
 
 
 def _steps_taken(run: Run, lr) -> int:
