@@ -87,7 +87,17 @@ def train(run_dir: Path, make_scheduler: Callable, *, steps: int, lr: float, log
     `per_epoch` steps the scheduler once per epoch (as meant for StepLR and friends), otherwise per
     batch. `noise` flips that share of the labels, so the loss stays noisy.
     """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: threads only cost time on a shared machine
+    try:
+        return _train(run_dir, make_scheduler, steps=steps, lr=lr, logger=logger, per_epoch=per_epoch, clip=clip,
+                      optimizer=optimizer, noise=noise, seed=seed)
+    finally:
+        torch.set_num_threads(threads)  # other tests get the thread count back
+
+
+def _train(run_dir: Path, make_scheduler: Callable, *, steps: int, lr: float, logger: str, per_epoch: bool,
+           clip: float | None, optimizer: str, noise: float, seed: int) -> Recorded:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     features = torch.randn(STEPS_PER_EPOCH * BATCH, 8, generator=generator)
