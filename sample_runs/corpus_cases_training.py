@@ -27,7 +27,7 @@ TRAINING_FAILURES = [
         "nan_diverge_tb",
         "SGD(momentum=0.9) with ExponentialLR(gamma=1.05) per batch on a regression task: the LR grows until "
         "the MSE loss overflows to inf and then NaN; the loop keeps going to its planned end.",
-        (TB, CKPT), (Expect("nan_onset", "first_nonfinite_loss"),), ("grad_explosion",),
+        (TB, CKPT), (Expect("nan_onset", "first_nonfinite_loss"),), ("grad_explosion", "lr_runaway", "loss_divergence"),
         task=REGRESSION, batches_per_epoch=25, optimizer="sgd", lr=1e-3, scheduler=exponential(1.05),
         scheduler_text="ExponentialLR(gamma=1.05)",
     ),
@@ -36,7 +36,7 @@ TRAINING_FAILURES = [
         "Regression with one corrupt training record (inputs x25) and an LR growing 1.5% per step: the record "
         "causes loss/grad spikes the run recovers from, until a later pass diverges to inf/NaN. HF-style "
         "lines every step (loss, grad_norm, learning_rate).",
-        (OUT,), (Expect("nan_onset", "first_nonfinite_loss"),), ("grad_explosion",),
+        (OUT,), (Expect("nan_onset", "first_nonfinite_loss"),), ("grad_explosion", "lr_runaway", "loss_divergence"),
         task=REGRESSION, epochs=14, batches_per_epoch=25, optimizer="sgd", lr=2e-3, scheduler=exponential(1.015),
         scheduler_text="ExponentialLR(gamma=1.015)", outlier_factor=25.0, log_style="hf", log_every=1,
     ),
