@@ -57,6 +57,7 @@ def test_lightning_gan_checkpoint_weights_are_nan(real_run):
 EXPECTED_SERIOUS = {
     "issue_chatglm_49_nan_constant_lr": {("nan_onset", "warning")},
     "issue_lr_scheduler_order_warning": {("off_by_one", "warning")},
+    "issue_megatron_ds_396_gradnorm_nan": {("nan_onset", "error")},
     "issue_nanogpt_215_fp16_nan": {("nan_onset", "error")},
     "lightning_gan_nan_genrisk": {("nan_onset", "error")},
     "lightning_yolov3_onecycle_nan": {("nan_onset", "error")},
