@@ -11,9 +11,9 @@ Definitions the onsets use (also written into CORPUS.json's `conventions`):
 - loss spike: a step whose loss exceeds SPIKE_FACTOR x the median of the previous SPIKE_WINDOW finite
   losses; it recovered when a loss within RECOVERY_STEPS after it is below 2x that median.
 - LR collapse: the first step whose LR is below LR_COLLAPSE_FACTOR x the highest LR logged before it.
-- LR growth: the first step whose LR is LR_GROWTH_FACTOR x the run's first LR.
+- LR growth: the first step whose LR is LR_GROWTH_FACTOR x the median LR of the run's first tenth.
 - loss rise: the loss level is the median of the LOSS_LEVEL_WINDOW losses ending at a step; the rise
-  starts at the first step after the lowest level whose level is LOSS_RISE_FACTOR x the lowest.
+  starts at the lowest level.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ CONVENTIONS = {
     "early_loss_spike": f"first {EARLY_FRACTION:.0%} of steps, loss > {EARLY_SPIKE_FACTOR:g}x the first step's loss",
     "loss_spike": f"loss > {SPIKE_FACTOR:g}x median of the previous {SPIKE_WINDOW} finite losses",
     "lr_collapse": f"first step whose LR is below {LR_COLLAPSE_FACTOR:g}x the highest LR before it",
-    "lr_growth": f"first step whose LR is {LR_GROWTH_FACTOR:g}x the first logged LR",
-    "loss_rise": f"first step after the lowest {LOSS_LEVEL_WINDOW}-step median loss whose median is {LOSS_RISE_FACTOR:g}x it",
+    "lr_growth": f"first step whose LR is {LR_GROWTH_FACTOR:g}x the median LR of the first tenth of the run",
+    "loss_rise": f"the step of the lowest {LOSS_LEVEL_WINDOW}-step median loss, from which the loss rises",
     "tolerance_steps": "the rule's own slack plus the sampling interval of the finest source carrying the series",
 }
 
@@ -283,7 +283,7 @@ def _onset_grad_spike(observed: Observed) -> tuple[int, int | None, dict]:
 def _onset_lr_collapse(observed: Observed) -> tuple[int, int | None, dict]:
     peak, onset = 0.0, None
     for step, lr in observed.lr_used:
-        if onset is None and lr < LR_COLLAPSE_FACTOR * peak:
+        if onset is None and lr <= LR_COLLAPSE_FACTOR * peak * (1 + 1e-6):  # 1e-4 itself, float32 last bits
             onset = step
         peak = max(peak, lr)
     lowest = min(lr for _, lr in observed.lr_used)
@@ -291,7 +291,10 @@ def _onset_lr_collapse(observed: Observed) -> tuple[int, int | None, dict]:
 
 
 def _onset_lr_growth(observed: Observed) -> tuple[int, int | None, dict]:
-    first = observed.lr_used[0][1]
+    # The starting level: the median LR over the first tenth of the run (an LR growing from step 0 has no
+    # single starting value).
+    head = [lr for _, lr in observed.lr_used[:max(1, len(observed.lr_used) // 10)]]
+    first = statistics.median(head)
     step = next(step for step, lr in observed.lr_used if lr >= LR_GROWTH_FACTOR * first)
     peak = max(lr for _, lr in observed.lr_used)
     return step, observed.last_step, {"lr_first": first, "lr_peak": peak, "lr_growth": peak / first}
@@ -302,10 +305,9 @@ def _onset_loss_rise(observed: Observed) -> tuple[int, int | None, dict]:
     values = [value for _, value in observed.losses]
     levels = [statistics.median(values[max(0, i - LOSS_LEVEL_WINDOW + 1): i + 1]) for i in range(len(values))]
     lowest = min(range(len(levels)), key=levels.__getitem__)
-    rise = next(i for i in range(lowest, len(levels)) if levels[i] >= LOSS_RISE_FACTOR * levels[lowest])
     facts = {"loss_lowest_level": levels[lowest], "loss_final_level": levels[-1],
              "loss_finite_throughout": all(math.isfinite(value) for value in values)}
-    return steps[rise], observed.last_step, facts
+    return steps[lowest], observed.last_step, facts
 
 
 def _onset_plateau(observed: Observed) -> tuple[int, int | None, dict]:
