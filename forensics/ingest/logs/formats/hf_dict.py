@@ -59,7 +59,11 @@ def parse(line: str) -> Parsed | None:
     step = values.pop("step", None)
     if any(key in values for key in _SUMMARY_KEYS):
         values = {}
-    counter = _COUNTER.search(line, 0, match.start())
+    # The bar's state when the dict was printed is its last redraw before the dict: a resumed
+    # Trainer draws `0/N` and then its restored position on the same line.
+    counter = None
+    for counter in _COUNTER.finditer(line, 0, match.start()):
+        pass
     progress = (int(counter.group(1)), int(counter.group(2))) if counter else None
     return Parsed(values, step=int(step) if step is not None and step == step else None, epoch=epoch,
                   progress=progress)
