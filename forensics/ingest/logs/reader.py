@@ -118,6 +118,8 @@ class _LogReading:
             if not stamped and (self.scanner.last_line_was_banner
                                 or any(found.kind == "restart" for found in found_events)):
                 self.clock.forget()  # a new process: its lines are not timed by the old one's clock
+            if any(found.kind == "restart" for found in found_events):
+                axis.new_process()
             for found in found_events:
                 had_event = True
                 self._event(found, rank, axis.last_step)

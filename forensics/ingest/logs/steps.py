@@ -49,20 +49,36 @@ class StepAxis:
         if parsed.step is not None:
             self.last_step = parsed.step
             return parsed.step, parsed.step_basis or LOGGED
-        if parsed.progress is not None:
-            return self._counter(*parsed.progress)
-        if (parsed.epoch is not None and not self._main_total and (per_epoch := steps_per_epoch(self.facts))
-                and 0 <= parsed.epoch * per_epoch < 2**62):  # False for NaN; no int64 overflow
-            self.last_step = round(parsed.epoch * per_epoch)
-            return self.last_step, (f"epoch x {per_epoch} optimizer steps per epoch (banner: "
-                                    f"{self.facts['total_optimization_steps']} steps over "
-                                    f"{self.facts['num_epochs']} epochs)")
-        if self.last_step is not None:
-            return self.last_step, AFTER_LAST
+        step, basis = self._counter(*parsed.progress) if parsed.progress is not None else (self.last_step, AFTER_LAST)
+        from_epoch = self._from_epoch(parsed.epoch)
+        # A bar redrawn before its dict can lag it by a logging interval, and with no bar the last
+        # step is stale; HF's epoch is its exact global_step over the steps per epoch, to within the
+        # printed rounding. So the epoch decides whenever the other reading disagrees beyond that.
+        if from_epoch is not None and (step is None or not self._main_total
+                                       or abs(step - from_epoch[0]) > from_epoch[2]):
+            self.last_step = from_epoch[0]
+            return from_epoch[0], from_epoch[1]
+        if step is not None:
+            return step, basis
         if parsed.epoch is not None and float(parsed.epoch).is_integer():  # HF's fractional epochs are no axis
             return int(parsed.epoch), EPOCH
         self.step_less += 1
         return self.step_less - 1, POSITION
+
+    def _from_epoch(self, epoch: float | None) -> tuple[int, str, float] | None:
+        """The step a fractional epoch gives with the banner's steps per epoch, its basis and how far
+        off the epoch's printed rounding (2 decimals, or 4 significant digits) can put it."""
+        per_epoch = steps_per_epoch(self.facts) if epoch is not None else None
+        if not per_epoch or not 0 <= epoch * per_epoch < 2**62:  # False for NaN; no int64 overflow
+            return None
+        rounding = max(0.005, abs(epoch) * 5e-4) * per_epoch + 1
+        return round(epoch * per_epoch), (f"epoch x {per_epoch} optimizer steps per epoch (banner: "
+                                          f"{self.facts['total_optimization_steps']} steps over "
+                                          f"{self.facts['num_epochs']} epochs)"), rounding
+
+    def new_process(self) -> None:
+        """A restart banner: the next bar is a new process's own, not the next epoch of the old one."""
+        self._bars.clear()
 
     def _counter(self, done: int, total: int) -> tuple[int, str]:
         """A bar's counter as a step. Only the main bar (largest total) moves the step; a smaller bar
