@@ -108,6 +108,16 @@ def is_training_loss(name: str) -> bool:
     return not is_validation_metric(name) and not _NOT_A_LOSS_WORDS & set(words)
 
 
+# Values a logger writes once for its own bookkeeping, at a step that says nothing about training:
+# Lightning's TensorBoardLogger writes `hp_metric` -1 at step 0 in every new version folder.
+_BOOKKEEPING_TAGS = {"hp_metric"}
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether a series is a logger's placeholder rather than a measurement of training."""
+    return name.rsplit("/", 1)[-1] in _BOOKKEEPING_TAGS
+
+
 def is_adversarial_loss(name: str) -> bool:
     """A GAN's generator/discriminator loss: it measures a two-player balance, not progress, so a
     flat one is an equilibrium, not a plateau."""

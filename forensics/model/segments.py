@@ -27,6 +27,7 @@ import pandas as pd
 
 from forensics.ingest.source import RunEvent
 from forensics.ingest.tensorboard import event_file_name
+from forensics.model.aliases import is_bookkeeping
 from forensics.model.log_clock import LOG_KIND
 from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line, place_untimed_rows, untimed_rewinds
 from forensics.model.run import Segment, Source
@@ -349,7 +350,9 @@ def _segment_of(frame: pd.DataFrame, starts: np.ndarray, owners: dict[str, tuple
 
 def _describe(index: int, boundary: _Boundary, metrics: dict[str, pd.DataFrame]) -> Segment:
     steps, walls = [], []
-    for frame in metrics.values():
+    for name, frame in metrics.items():
+        if is_bookkeeping(name):
+            continue
         rows = frame[frame["segment"] == index]
         if len(rows):
             steps += [int(rows["step"].min()), int(rows["step"].max())]

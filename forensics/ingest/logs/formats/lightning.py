@@ -27,6 +27,10 @@ def parse(line: str) -> Parsed | None:
     if not match:
         return None
     epoch, done, total = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    if done == 0:
+        # No batch of this epoch has run: the postfix repeats the last epoch's values, and the
+        # epoch label may not have moved on yet (`Epoch 0: 0/16` is drawn before `Epoch 1: 0/16`).
+        return Parsed({})
     values = {key: value for key, value in postfix_values(match.group(4)).items() if key not in _NOT_METRICS}
     return Parsed(values, step=epoch * total + done, epoch=epoch,
                   step_basis=f"epoch*{total}+batch from Lightning progress bars (the bar may count validation "
