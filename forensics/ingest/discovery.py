@@ -2,7 +2,8 @@
 
 The walk follows symbolic links (checkpoint folders are often links to bulk storage) but
 remembers every real directory it entered, so a link loop is reported once and never walked
-twice. Nothing here opens a file for writing or reads file contents beyond a name and a stat.
+twice. Nothing here opens a file for writing or reads file contents beyond a name and a stat (and, to
+tell a training log from a README, the first 64 KB of a `.txt`/`.out`/`.err` file in `find_runs`).
 """
 
 from __future__ import annotations
@@ -214,8 +215,55 @@ def _unreadable(path: Path, root: Path, error: OSError, broken_link: bool = Fals
 
 
 # Kinds whose presence directly in a folder makes that folder a run for `forensics sweep`. Configs alone
-# do not (a folder of YAML is a config repository), and neither does a `.txt` file (READMEs, requirements).
+# do not (a folder of YAML is a config repository). A `.txt`/`.out`/`.err` file counts only when the log
+# formats recognise its first lines (`looks_like_training_log`): READMEs and requirements files stay out
+# because no format reads a metric series from them, not because of their suffix.
 _RUN_KINDS = {TENSORBOARD, CHECKPOINT, TRAINING_ARGS, TRAINER_STATE, LOG, METRICS_TABLE, WEIGHTS}
+_SNIFFED_LOG_SUFFIXES = (".txt", ".out", ".err")
+SNIFF_LOG_BYTES = 65536
+# A training log repeats its metrics, and they make a good share of its lines even after a start-up
+# preamble (Megatron's argument dump, HF warnings); prose that mentions an LR here and there does not.
+SNIFF_REPEATS = 3
+SNIFF_SHARE = 0.2
+
+
+def looks_like_training_log(path: Path) -> bool:
+    """In the first 64 KB of `path`, one metric tag is read on 3+ lines and 20%+ of the lines are read.
+
+    Lines are cleaned as the log reader cleans them (ANSI colours, rank prefixes, `\\r` redraws). An
+    unreadable file is not a log here; if its folder is a run for other reasons, the reader reports it.
+    """
+    from collections import Counter
+
+    from forensics.ingest.logs.clean import split_rank, strip_ansi
+    from forensics.ingest.logs.formats import parse_line
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_LOG_BYTES)
+    except OSError:
+        return False
+    if b"\x00" in head:
+        return False
+    tags: Counter[str] = Counter()
+    lines = [line for line in head.decode("utf-8", errors="backslashreplace").replace("\r", "\n").split("\n")
+             if line.strip()]
+    recognised = 0
+    for line in lines:
+        parsed = parse_line(split_rank(strip_ansi(line))[1])
+        if parsed is not None and parsed[1].values:
+            recognised += 1
+            tags.update(list(parsed[1].values))  # count tags, not values
+    return bool(tags) and max(tags.values()) >= SNIFF_REPEATS and recognised >= SNIFF_SHARE * len(lines)
+
+
+def _counts_as_run_artifact(entry: os.DirEntry) -> bool:
+    """A file whose presence makes its folder a run (a sniffed log only when its lines are recognised)."""
+    if classify(entry.name) not in _RUN_KINDS:
+        return False
+    if entry.name.lower().endswith(_SNIFFED_LOG_SUFFIXES):
+        return looks_like_training_log(Path(entry.path))
+    return True
 
 
 @dataclass
@@ -232,7 +280,8 @@ def find_runs(root: Path, follow_external_links: bool = False) -> FoundRuns:
 
     The walk is top-down, so `root` itself, when it holds artifacts, is the one run. Like `discover`, it
     remembers every real folder it entered (a link loop is reported once) and does not follow links out
-    of `root` unless asked. Nothing is opened: names and stats only.
+    of `root` unless asked. Nothing is opened but the first 64 KB of `.txt`/`.out`/`.err` files, to tell a
+    training log from a README.
     """
     found = FoundRuns(root=root.resolve())
     _find_runs(found.root, found.root, found, set(), follow_external_links)
@@ -250,7 +299,7 @@ def _holds_run_artifacts(entries: list[os.DirEntry]) -> bool:
         path = Path(entry.path)
         try:
             if entry.is_file():
-                if classify(entry.name) in _RUN_KINDS and not entry.name.lower().endswith(".txt"):
+                if _counts_as_run_artifact(entry):
                     return True
             elif entry.is_dir() and (_is_hf_checkpoint_dir(path) or _is_mlflow_run_part(path, "metrics")):
                 return True
@@ -264,8 +313,7 @@ def _holds_run_artifacts(entries: list[os.DirEntry]) -> bool:
 def _has_artifact_file(folder: Path) -> bool:
     """An artifact directly in `folder` (event files in tb/, checkpoints in checkpoints/, ...)."""
     try:
-        return any(entry.is_file() and classify(entry.name) in _RUN_KINDS and not entry.name.lower().endswith(".txt")
-                   for entry in os.scandir(folder))
+        return any(entry.is_file() and _counts_as_run_artifact(entry) for entry in os.scandir(folder))
     except OSError:
         return False
 
