@@ -76,7 +76,7 @@ class Checkpoint:
     """What one checkpoint file (or HF `checkpoint-N/` folder) says about the run at save time."""
 
     path: str
-    layout: str  # "plain" | "lightning" | "hf_checkpoint_dir" | "model_only" | "unknown"
+    layout: str  # "plain" | "lightning" | "timm" | "hf_checkpoint_dir" | "model_only" | "unknown"
     files: list[str]
     epoch: int | None = None
     global_step: int | None = None

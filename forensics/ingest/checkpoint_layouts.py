@@ -96,7 +96,9 @@ def read_layout(obj: Any, root_name: str) -> LayoutFacts:
     is_lightning = "pytorch-lightning_version" in obj or (
         "state_dict" in obj and any(k in obj for k in LIGHTNING_MARKERS))
     known = {*MODEL_KEYS, *OPTIMIZER_KEYS, *SCHEDULER_KEYS, *EPOCH_KEYS, *STEP_KEYS, *SCALER_KEYS, *RNG_KEYS}
-    if is_lightning:
+    if _is_timm(obj):
+        facts.layout = "timm"
+    elif is_lightning:
         facts.layout = "lightning"
         facts.framework_version = _text(obj.get("pytorch-lightning_version"))
         facts.loop_counters = lightning_loop_counters(obj.get("loops"))
@@ -107,6 +109,13 @@ def read_layout(obj: Any, root_name: str) -> LayoutFacts:
         return facts
     _read_common(facts, obj)
     return facts
+
+
+def _is_timm(obj: dict) -> bool:
+    """timm's CheckpointSaver layout: `epoch`, `arch`, `state_dict`, `optimizer`, an int `version`
+    (and `args`, `metric`, `state_dict_ema`, `amp_scaler` when used)."""
+    return (all(key in obj for key in ("epoch", "arch", "state_dict", "version"))
+            and isinstance(obj.get("version"), int) and isinstance(obj.get("arch"), str))
 
 
 def _read_common(facts: LayoutFacts, obj: dict) -> None:

@@ -82,13 +82,18 @@ def _missing_state(run: Run, candidates: list) -> list[tuple[str, str, str]]:
         if checkpoint.layout == "model_only" and not exports_only:
             continue  # a weights export, not a training checkpoint
         keys = ", ".join(checkpoint.top_level_keys[:12]) or "(none)"
+        # timm's schedulers hold no state: its train script rebuilds the schedule from the saved
+        # epoch (`step(epoch)`, `step_update(epoch * updates_per_epoch)`) and saves on epoch ends,
+        # so a timm checkpoint without scheduler state or global step resumes the schedule exactly.
+        recomputes_schedule = checkpoint.layout == "timm" and checkpoint.epoch is not None
         checks = [
             ("optimizer state", not checkpoint.optimizers),
-            ("scheduler state", uses_scheduler and not checkpoint.schedulers),
+            ("scheduler state", uses_scheduler and not checkpoint.schedulers and not recomputes_schedule),
             ("global step and epoch", checkpoint.global_step is None and checkpoint.epoch is None),
             # With the epoch alone the resumed step counter is recomputed (epoch * len(loader)): right
             # only if the loader length and accumulation did not change and saves fell on epoch ends.
-            ("global step", checkpoint.global_step is None and checkpoint.epoch is not None),
+            ("global step", checkpoint.global_step is None and checkpoint.epoch is not None
+             and not recomputes_schedule),
             ("RNG state", not checkpoint.has_rng_state),
             ("GradScaler state", uses_scaler and not checkpoint.has_grad_scaler),
         ]
