@@ -5,15 +5,15 @@ from __future__ import annotations
 import shlex
 import sys
 from enum import Enum
-from pathlib import Path
 
 import typer
 
-from forensics.analyze import analyze as analyze_run
 from forensics.cli.summary import print_summary
+from forensics.progress import terminal_progress
 from forensics.render import EXTENSIONS, RENDERERS
 from forensics.render.output import STDOUT, default_output_path, write_report
 from forensics.schedule import schedule_options
+from forensics.storage import analyze_location, write_guard
 
 EXIT_FINDINGS = 1
 
@@ -46,7 +46,8 @@ def invoked_command() -> str:
 
 
 def analyze(
-    run_dir: Path = typer.Argument(..., help="The run directory: event files, logs, checkpoints, configs."),
+    run_dir: str = typer.Argument(..., help="The run directory: event files, logs, checkpoints, configs; or an "
+                                 "fsspec URL of one (s3://, gs://, file://, memory://)."),
     output_format: Format = typer.Option(Format.html, "--format", "-f", help="Report format."),
     output: str = typer.Option(None, "--output", "-o",
                                help="Report path; '-' for stdout. Default: ./forensics-<run>.<ext> (never inside RUN_DIR)."),
@@ -68,10 +69,11 @@ def analyze(
     """Analyse RUN_DIR and write a post-mortem report. Exit 0 when analysis ran, whatever it found."""
     command = invoked_command()
     options = schedule_options(schedule, base_lr, steps_per_epoch, interval.value if interval else None)
-    report = analyze_run(run_dir, command=command, schedule=options, follow_links=follow_links)
-    text = RENDERERS[output_format.value](report)
+    with terminal_progress(enabled=not quiet):  # a bar on stderr, only on a terminal, after 2 s
+        report = analyze_location(run_dir, command=command, schedule=options, follow_links=follow_links)
+        text = RENDERERS[output_format.value](report)
     destination = output or default_output_path(report.run_name, EXTENSIONS[output_format.value])
-    where = write_report(text, destination, run_dir)
+    where = write_report(text, destination, write_guard(run_dir))
     if not quiet:
         print_summary(report, where if str(destination) != STDOUT else None)
     severities = fail_on.severities
