@@ -42,16 +42,36 @@ def render_index_json(result: SweepResult) -> str:
     return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
+def baseline_view(result: SweepResult) -> dict | None:
+    """The baseline diff as the pages show it at the top: counts, then new, resolved and persisting items."""
+    diff = result.baseline
+    if diff is None:
+        return None
+    return {"index": diff.get("index", ""), "generated_at": diff.get("generated_at"),
+            "new": [_diff_row(item) for item in diff["new"]], "resolved": [_diff_row(item) for item in diff["resolved"]],
+            "persisting": len(diff["persisting"]), "runs_added": diff["runs_added"],
+            "runs_removed": diff["runs_removed"]}
+
+
+def _diff_row(item: dict) -> dict:
+    step = "" if item["step"] is None else f"{item['step']:,}"
+    if item["end_step"] is not None and item["end_step"] != item["step"]:
+        step += f"–{item['end_step']:,}"
+    return {"path": item["path"], "code": item["code"], "severity": item["severity"], "steps": step or "-"}
+
+
+def _context(result: SweepResult) -> dict:
+    return {"result": result, "rows": index_rows(result), "totals": result.totals(), "baseline": baseline_view(result)}
+
+
 def render_index_html(result: SweepResult) -> str:
     """A plain HTML table with no script: every run, its verdict, top finding, counts and report link."""
-    return html_environment().get_template("sweep_index.html.j2").render(result=result, rows=index_rows(result),
-                                                                         totals=result.totals())
+    return html_environment().get_template("sweep_index.html.j2").render(**_context(result))
 
 
 def render_index_md(result: SweepResult) -> str:
     """The same table in Markdown, for a ticket or a chat message."""
-    return markdown_environment().get_template("sweep_index.md.j2").render(result=result, rows=index_rows(result),
-                                                                           totals=result.totals())
+    return markdown_environment().get_template("sweep_index.md.j2").render(**_context(result))
 
 
 INDEX_RENDERERS = {"json": render_index_json, "html": render_index_html, "md": render_index_md}
