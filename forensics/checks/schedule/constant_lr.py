@@ -25,6 +25,8 @@ BAND = 0.05
 # A stretch this long (as a share of the run's steps) is "most of the run".
 MIN_SHARE = 0.5
 MIN_POINTS = 10
+# The logged LR "follows" a schedule within this relative error (logs round to 4 significant digits).
+FOLLOWS = 0.01
 
 
 class ConstantLr(Check):
@@ -67,6 +69,9 @@ class ConstantLr(Check):
         if share < MIN_SHARE:
             return []
         start_row, end_row = by_step.iloc[first], by_step.iloc[last]
+        if (_follows_intended(run, by_step.iloc[first:last + 1]) or _scheduler_drove_it(run)
+                or _other_source_moves(run, lr, start_row, end_row)):
+            return []
         return [self._finding(run, start_row, end_row, share, intent)]
 
     def _finding(self, run: Run, start_row: pd.Series, end_row: pd.Series, share: float, intent: Intent) -> Finding:
@@ -135,6 +140,54 @@ def _main_lr_series(run: Run) -> pd.DataFrame:
         return lr
     lr = busiest_source(lr)
     return lr[np.isfinite(lr["value"].to_numpy())]
+
+
+def _follows_intended(run: Run, stretch: pd.DataFrame) -> bool:
+    """Whether the flat stretch is what the intended schedule prescribes there (within 1%, at the
+    best of the step conventions s-1, s, s+1): early on a cosine sized for many more steps (the
+    horizon is the problem then, `schedule_incomplete` says so), or a plateau held on purpose."""
+    intended = run.intended_schedule
+    if intended is None or intended.source == "inferred" or intended.confidence < MIN_CONFIDENCE:
+        return False
+    steps, logged = stretch["step"].to_numpy(), stretch["value"].to_numpy()
+    for shift in (0, -1, 1):
+        expected = intended.expected_at(steps + shift)
+        inside = np.isfinite(expected) & (expected > 0)
+        if inside.sum() >= MIN_POINTS and np.all(np.abs(logged[inside] / expected[inside] - 1) <= FOLLOWS):
+            return True
+    return False
+
+
+def _scheduler_drove_it(run: Run) -> bool:
+    """Whether the saved scheduler was stepped once per optimizer step and put the logged LR where
+    it is: its step count matches the checkpoint's global step and its last LR the one logged there.
+    A flat stretch is then the schedule's own slow part, not a scheduler that did not move."""
+    for saved in saved_schedulers(run):
+        state, checkpoint = saved.state, saved.checkpoint
+        if not state.last_lrs or not state.last_lrs[0] > 0 or state.last_epoch is None or not checkpoint.global_step:
+            continue
+        if state.last_epoch * 1.5 < checkpoint.global_step:
+            continue  # stepped less often than the optimizer: the per-epoch failure
+        lr = run.series(aliases.LR, group=0)
+        near = lr[(lr["step"] - checkpoint.global_step).abs() <= 1]["value"].to_numpy()
+        if len(near) and np.any(np.abs(near / state.last_lrs[0] - 1) <= FOLLOWS):
+            return True
+    return False
+
+
+def _other_source_moves(run: Run, main: pd.DataFrame, start_row: pd.Series, end_row: pd.Series) -> bool:
+    """Whether another file logs an LR that leaves the band over the same steps: then the flat one
+    records a configured value, not the optimizer's LR (`lr_mismatch` reports the disagreement)."""
+    lr = run.series(aliases.LR, group=0)
+    others = lr[(lr["source"] != main["source"].iloc[0]) & lr["step"].between(start_row["step"], end_row["step"])]
+    level = float(start_row["value"])
+    low, high = sorted((level / (1 + BAND), level * (1 + BAND)))
+    for _, rows in others.groupby("source", observed=True):
+        values = rows["value"].to_numpy()
+        values = values[np.isfinite(values)]
+        if len(values) >= MIN_POINTS // 2 and np.any((values < low) | (values > high)):
+            return True
+    return False
 
 
 def _longest_flat_stretch(values: np.ndarray) -> tuple[int, int]:

@@ -16,6 +16,7 @@ FULL_LR = 0.5          # the first LR is at least half the peak
 EARLY_SHARE = 0.05     # instability within the first 5% of steps ...
 EARLY_MIN_STEPS = 50   # ... but never a window shorter than this
 LOSS_SPIKE = 3.0
+SCALE_SHARE = 0.25     # a spike must climb by this share of the starting loss
 JUMP_WINDOW = 10       # a jump against everything before it, in the values the running median cannot judge yet
 
 
@@ -60,9 +61,13 @@ class WarmupMissing(Check):
         values = early["value"].to_numpy()
         start_level = float(np.median(values[:5]))
         spike = first_spike(values, LOSS_SPIKE, sustained=1)
+        if spike and not _at_loss_scale(values[spike.index], spike.baseline, start_level):
+            spike = None
         rose = np.flatnonzero(~np.isfinite(values) | (values > 1.5 * start_level))
         rose = rose[rose >= 5]
         jump = _first_jump(values)
+        if jump is not None and not _at_loss_scale(values[jump], float(np.median(values[:jump])), start_level):
+            jump = None
         candidates = [index for index in ((spike.index if spike else None), (int(rose[0]) if len(rose) else None),
                                           jump) if index is not None]
         if not candidates:
@@ -79,6 +84,12 @@ class WarmupMissing(Check):
                     row_evidence(run, unstable, expected=f"below {fmt_value(start_level)}", note="early instability")]
         return [self.finding(step=int(lr["step"].iloc[0]), end_step=int(unstable["step"]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.7)]
+
+
+def _at_loss_scale(value: float, baseline: float, start_level: float) -> bool:
+    """Whether a spike rises by a real share of the loss's starting level. Near zero a loss is
+    noisy in ratio (0.003 -> 0.012 is 4x) while it sits 100x below where it began: no instability."""
+    return not np.isfinite(value) or value - baseline >= SCALE_SHARE * start_level
 
 
 def _first_jump(values: np.ndarray) -> int | None:

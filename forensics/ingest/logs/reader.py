@@ -107,7 +107,9 @@ class _LogReading:
                     self.json_times += 1
                 recognised = True
                 self.formats[line_format.name] += 1
-                is_metric_line = bool(parsed.values)
+                # Any line a metric format reads (a bare progress bar too) is no start-up banner: a
+                # bar redrawn at 0/N every epoch is not a process starting again.
+                is_metric_line = True
                 step, basis = axis.resolve(parsed)
                 for tag, value in parsed.values.items():
                     self._add(tag, rank, step, value, number, basis)
