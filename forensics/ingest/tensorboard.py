@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tensorboard.compat.proto import event_pb2, types_pb2
 
+from forensics import progress
 from forensics.ingest.limits import MAX_VALUES_PER_FILE, values_cap_message
 from forensics.ingest.problems import InputProblem
 from forensics.ingest.tfrecord import (
@@ -121,6 +122,7 @@ def read_event_file(path: pathlib.Path, display_path: str) -> EventFile:
             result.records += len(chunk.starts)
             frame_end = int(chunk.starts[-1] + chunk.lengths[-1]) + FRAME_OVERHEAD
             result.bytes_read = chunk.file_offset + frame_end
+            progress.file_advanced(result.bytes_read)
         if result.records >= cap:
             result.problems.append(InputProblem("values_cap_reached", display_path, values_cap_message(
                 display_path, f"record {result.records:,}, byte {result.bytes_read:,}", cap),
