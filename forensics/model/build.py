@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from forensics import progress
 from forensics.errors import ForensicsError
 from forensics.ingest.discovery import FoundFile, discover
 from forensics.ingest.problems import InputProblem
@@ -28,12 +29,15 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
     series_parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
 
     readable_kinds = list(READERS)
+    to_read = [f for f in found.files if f.kind in READERS]
+    progress.run_started(sum(f.size_bytes for f in to_read), len(to_read))
     for found_file in sorted(found.files, key=lambda f: (_kind_order(f.kind, readable_kinds), f.display_path)):
         reader = READERS.get(found_file.kind)
         if reader is None:
             run.sources.append(Source(found_file.display_path, found_file.kind, "not_read", 0, found_file.size_bytes,
                                       NOT_READ.get(found_file.kind, "no reader for this kind of file")))
             continue
+        progress.file_started(found_file.display_path, found_file.size_bytes)
         read = _guarded(found_file, reader)
         run.sources.append(_source(read))
         for series in read.series:
@@ -45,6 +49,7 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
         if read.config is not None:
             run.configs[read.path] = read.config
 
+    progress.stage("building the run model")
     if found.problems:
         run.sources.append(Source(".", "directory", "partial", 0, 0, "problems met while walking the run directory",
                                   tuple(found.problems)))
