@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forensics import progress
 from forensics.checks.runner import run_checks
 from forensics.model.build import build_run
 from forensics.report.build import build_report
@@ -22,5 +23,9 @@ def analyze(run_dir: Path, command: str = "", schedule: ScheduleOptions | None =
     stated schedule cannot be built.
     """
     run = build_run(Path(run_dir), follow_external_links=follow_links)
+    progress.stage("working out the intended schedule")
     run.intended_schedule = resolve_intended(run, schedule)
-    return build_report(run, run_checks(run), command or f"forensics analyze {run_dir}")
+    progress.stage("running the checks")
+    findings = run_checks(run)
+    progress.stage("building the report")
+    return build_report(run, findings, command or f"forensics analyze {run_dir}")
