@@ -97,7 +97,7 @@ def constant_lr(params: dict, base: float, count: int) -> Updates:
     check_keys(params, ("factor", "total_iters"))
     factor = number(params.get("factor", 1.0 / 3))
     total = integer(params.get("total_iters", 5), -2**62)
-    if not 0 <= factor <= 1 or (factor == 0 and total > 0):
+    if not 0 <= factor <= 1 or (factor == 0 and 0 < total < count):
         raise NoClosedForm("factor")  # torch: ValueError, or 1/0 at total_iters
     factors = np.ones(count)
     if count:

@@ -19,6 +19,7 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from forensics.errors import ForensicsError
 from forensics.schedule.closed_form import closed_form_lrs
 from forensics.schedule.hf import hf_lambda, torch_equivalent
 from forensics.schedule.spec import COMPOSITES, ScheduleSpec
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_REPLAY_STEPS = 5_000_000
 # Arguments that only steer momentum; dropped for the replay (they never change the LR, and

@@ -17,8 +17,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch.optim.lr_scheduler as lr_scheduler
-
 from forensics.errors import ForensicsError
 from forensics.schedule.hf import HF_ARGUMENT_ALIASES, HF_ARGUMENTS, HF_SCHEDULES
 
@@ -145,6 +143,8 @@ def _hf_call(node: ast.Call, name: str, text: str) -> ScheduleSpec:
 
 def constructor_arguments(name: str) -> list[str]:
     """The torch constructor's arguments, in order, without the optimizer and the bookkeeping ones."""
+    import torch.optim.lr_scheduler as lr_scheduler  # lazily: importing torch costs ~2 s
+
     signature = inspect.signature(getattr(lr_scheduler, name))
     return [p for p in signature.parameters if p not in _NOT_ARGUMENTS]
 
