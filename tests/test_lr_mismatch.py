@@ -56,3 +56,38 @@ def test_sample_run_printing_the_configured_lr_is_caught_with_line_numbers():
     (finding,) = [f for f in report.findings if f.code == "lr_mismatch"]
     assert finding.step == 5 and finding.evidence[0].source == "train.log"
     assert finding.evidence[0].locator.startswith("line 3 ") and finding.evidence[0].observed == 0.01
+
+
+# The stated LR against the used one: a config is a source too.
+
+def _stated_run(run_dir, config: dict, groups: dict[int, list[float]]):
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    with (run_dir / "metrics.jsonl").open("w") as out:
+        for step in range(len(next(iter(groups.values())))):
+            row = {"step": step, "loss": 2.0 / (1 + step)}
+            row.update({f"lr/pg{group}": lrs[step] for group, lrs in groups.items()})
+            out.write(json.dumps(row) + "\n")
+
+
+def test_an_optimizer_built_with_a_literal_lr_disagrees_with_its_config(tmp_path):
+    _stated_run(tmp_path, {"lr": 0.01, "epochs": 3}, {0: [1e-3] * 40})
+    (outcome,) = run_checks(build_run(tmp_path), [LrMismatch])
+    (finding,) = outcome.findings
+    assert finding.step == 0 and "10.0x below" in finding.message
+    assert (finding.evidence[0].source, finding.evidence[0].locator, finding.evidence[0].observed) == (
+        "config.yaml", "config key lr", 0.01)
+
+
+def test_the_stated_lr_in_use_is_no_finding(tmp_path):
+    _stated_run(tmp_path, {"lr": 1e-3, "epochs": 3}, {0: [1e-3] * 40})
+    (outcome,) = run_checks(build_run(tmp_path), [LrMismatch])
+    assert outcome.status == "ran" and outcome.findings == ()
+
+
+def test_one_param_group_at_the_stated_lr_is_enough(tmp_path):
+    # Groups at their own LRs (yolov5's bias group at 10x, a backbone at a tenth) are a recipe.
+    _stated_run(tmp_path, {"lr": 1e-2, "epochs": 3}, {0: [1e-2] * 40, 1: [1e-1] * 40, 2: [1e-3] * 40})
+    (outcome,) = run_checks(build_run(tmp_path), [LrMismatch])
+    assert outcome.findings == ()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forensics.checks.base import Check, Finding, NotApplicable
+from forensics.checks.base import Check, Evidence, Finding, NotApplicable
 from forensics.checks.evidence import row_evidence
+from forensics.checks.sources.stated_lr import StatedLrGap, stated_lr_gap
 from forensics.formatting import fmt_lr, fmt_step
 from forensics.model import aliases
 from forensics.model.run import Run
@@ -47,19 +48,40 @@ class LrMismatch(Check):
 
     code = "lr_mismatch"
     severity = "warning"
-    needs = ("LR series from two sources with logged steps",)
+    needs = ("LR series from two sources with logged steps, or a stated LR",)
 
     def run(self, run: Run) -> list[Finding]:
         series = _lr_by_source(run)
+        gap = stated_lr_gap(run)
+        if len(series) < 2 and gap is None and not run.stated.all("base_lr"):
+            raise NotApplicable(f"needs the LR from two sources with logged steps (found {len(series)}) or a "
+                                "stated LR (a config's lr)")
+        findings = [self._stated_finding(run, gap)] if gap is not None else []
         if len(series) < 2:
-            raise NotApplicable(f"needs the LR from two sources with logged steps; found {len(series)}")
+            return findings
         (reference_key, reference), *others = sorted(series.items(), key=lambda item: -len(item[1]))
-        findings = []
         for key, other in others:
             compared = _compare(reference, other)
             if compared is not None:
                 findings.append(self._finding(run, reference_key, key, *compared))
         return findings
+
+    def _stated_finding(self, run: Run, gap: StatedLrGap) -> Finding:
+        peak = float(gap.peak_row["value"])
+        ratio = peak / gap.expected_peak
+        message = (f"{gap.fact.where()} states lr={fmt_lr(float(gap.fact.value))}, but the optimizer's LR peaked at "
+                   f"{fmt_lr(peak)} (step {fmt_step(int(gap.peak_row['step']))}), "
+                   f"{ratio if ratio >= 1 else 1 / ratio:,.1f}x {'above' if ratio >= 1 else 'below'} the "
+                   f"{fmt_lr(gap.expected_peak)} the stated LR gives ({gap.basis}): the optimizer was built with "
+                   "another LR than the one the run records.")
+        evidence = [Evidence(gap.fact.source, gap.fact.locator, gap.fact.value, note="the stated LR"),
+                    row_evidence(run, gap.peak_row, expected=gap.expected_peak, note="the highest LR logged"),
+                    row_evidence(run, gap.first_row, note="first LR logged")]
+        return self.finding(step=int(gap.first_row["step"]), end_step=int(gap.peak_row["step"]), message=message,
+                            fix="Build the optimizer from the configured value (`Adam(params, lr=cfg.lr)`, "
+                                "`self.hparams.lr` in `configure_optimizers`) instead of a literal, or correct the "
+                                "config so that it records what was run.",
+                            evidence=evidence, confidence=0.75)
 
     def _finding(self, run: Run, reference_key: tuple, other_key: tuple, offset: int, overlap: int,
                  mismatched: pd.DataFrame) -> Finding:
