@@ -53,6 +53,7 @@ def _init_worker(started_queue, memory_bytes: int | None) -> None:
     global _started_queue
     _started_queue = started_queue
     warm_up()  # torch's import is not a run's time
+    started_queue.put(("", os.getpid(), time.monotonic()))  # starts the queue's feeder thread before the cap
     if memory_bytes:
         import resource
 
@@ -114,6 +115,9 @@ def _pool_pass(pending: list[SweepTask], jobs: int, timeout: float | None, memor
                     else:
                         suspects.append(task)
                     continue
+                except Exception as error:  # noqa: BLE001 - raised in the worker outside the analysis (memory cap)
+                    message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                    outcome = (error_entry(task, f"the worker failed around the analysis ({message})", 0.0), {})
                 on_done(task, outcome)
             if timeout is not None and not broken:
                 _kill_overdue(in_flight.values(), started, timeout, killed)

@@ -30,6 +30,12 @@ def analyse_one(task: SweepTask) -> tuple[SweepEntry, dict[str, str]]:
 
         report = analyze_location(task.location, command=task.command, schedule=task.schedule,
                                   follow_links=task.follow_links)
+        out_of_memory = next((problem for problem in report.input_problems if problem.code == "reader_error"
+                              and "(MemoryError" in problem.message), None)
+        if out_of_memory is not None:
+            # The model builder turns a reader's MemoryError into an input problem; under the worker's memory
+            # cap that is a partial read, and a verdict from it would look like a real one.
+            raise MemoryError(f"out of memory (the worker's memory cap) while reading {out_of_memory.path}")
         texts = {name: RENDERERS[name](report) for name in task.formats}
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the sweep
         message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
