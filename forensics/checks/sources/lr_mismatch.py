@@ -31,7 +31,8 @@ class LrMismatch(Check):
 
     **Symptom**: the LR one source logged (the script's stdout, a metrics table) differs from the LR
     another logged for the same optimizer steps (TensorBoard, `trainer_state.json`) by more than
-    printing precision, after lining the two up on the step axis.
+    printing precision, after lining the two up on the step axis; or the LR a config, `hparams.yaml`
+    or the training arguments state is 2x or more away from the one every param group used.
 
     **Bad run**: the script's progress line prints `args.lr` (the configured LR) while TensorBoard logs
     `optimizer.param_groups[0]["lr"]` under an ExponentialLR: stdout says 1.00e-02 at every step, the
@@ -39,7 +40,8 @@ class LrMismatch(Check):
     step ahead instead: an offset, aligned away here and left to `off_by_one`.)
 
     **Healthy run**: every source that logs the LR agrees within 1e-3 relative (or the precision
-    it printed with), possibly shifted by a constant step offset (reported by `off_by_one`, not here).
+    it printed with), possibly shifted by a constant step offset (reported by `off_by_one`, not here);
+    at least one param group runs at the stated LR (or a stated scaling rule explains the factor).
 
     **Fix**: log the LR the optimizer used: `optimizer.param_groups[i]["lr"]` read before
     `scheduler.step()`, or `scheduler.get_last_lr()` read before it; never `scheduler.get_lr()`, a
