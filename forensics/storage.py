@@ -115,10 +115,14 @@ def analyze_location(location: str | Path, **options):
 
     with local_run(location) as run_dir:
         report = analyze(run_dir, **options)
-    if is_url(location) and local_path(location) is None:
-        report = dataclasses.replace(report, provenance=dataclasses.replace(report.provenance,
-                                                                            run_path=str(location)))
-    return report
+    return named_after(report, location)
+
+
+def named_after(report, location: str | Path):
+    """`report` with `location` as its run's path when that is a remote URL (not the temporary copy)."""
+    if not is_url(location) or local_path(location) is not None:
+        return report
+    return dataclasses.replace(report, provenance=dataclasses.replace(report.provenance, run_path=str(location)))
 
 
 def remote_fingerprint(url: str) -> list[tuple[str, int, str, str]]:

@@ -111,6 +111,7 @@ class SweepTask:
     command: str
     schedule: ScheduleOptions | None
     follow_links: bool
+    source: str = ""              # where the run really lies when `location` is a copy (a memory:// URL)
 
 
 @dataclass

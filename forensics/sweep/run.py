@@ -75,8 +75,9 @@ def sweep(root: str | Path, out_dir: Path, formats: tuple[str, ...] = ("html", "
         target.mkdir(parents=True, exist_ok=True)
         command = command or f"forensics sweep {root} -o {out_dir}"
         stems = _file_stems(walked.paths, Path(walked.guard).name if is_url(str(root)) else Path(walked.root).name)
-        tasks = [SweepTask(location, path, stem, tuple(formats), command, schedule, follow_links)
-                 for location, path, stem in zip(walked.locations, walked.paths, stems)]
+        tasks = [SweepTask(location, path, stem, tuple(formats), command, schedule, follow_links,
+                           source if source != location else "")
+                 for location, path, stem, source in zip(walked.locations, walked.paths, stems, walked.sources)]
         result = SweepResult(root=walked.root, out_dir=str(target), tool_version=__version__, command=command,
                              generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              formats=tuple(formats), walk_problems=walked.problems, skipped=walked.skipped,

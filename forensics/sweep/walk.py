@@ -60,7 +60,8 @@ def walk_root(root: str | Path, follow_links: bool = False) -> Iterator[WalkedRo
     fetch = protocol in PROCESS_LOCAL_PROTOCOLS
     with (_fetched(str(root)) if fetch else _skeleton(str(root))) as stand_in:
         walked = _walk_local(stand_in, follow_links=False)
-        urls = [str(fs.unstrip_protocol(f"{base}/{path}" if path != "." else base)) for path in walked.paths]
+        # As the user spelled the root (a chained URL keeps its chain), plus each run's relative path.
+        urls = [str(root).rstrip("/") + ("" if path == "." else f"/{path}") for path in walked.paths]
         walked.root, walked.guard, walked.sources = str(root), stand_in, urls
         if not fetch:
             walked.locations = urls

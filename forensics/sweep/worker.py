@@ -26,10 +26,11 @@ def analyse_one(task: SweepTask) -> tuple[SweepEntry, dict[str, str]]:
     started = time.monotonic()
     try:
         from forensics.render import RENDERERS
-        from forensics.storage import analyze_location
+        from forensics.storage import analyze_location, named_after
 
         report = analyze_location(task.location, command=task.command, schedule=task.schedule,
                                   follow_links=task.follow_links)
+        report = named_after(report, task.source) if task.source else report
         out_of_memory = next((problem for problem in report.input_problems if problem.code == "reader_error"
                               and "(MemoryError" in problem.message), None)
         if out_of_memory is not None:
