@@ -16,6 +16,8 @@ from forensics.model.run import Run
 
 # An LR step across a resume larger than this factor needs an explanation.
 LR_JUMP = 1.5
+# The LRs logged this many rows into the resumed process are held against the course before it.
+FIRST_ROWS = 3
 
 
 class ResumeDrift(Check):
@@ -119,18 +121,30 @@ def _lr_jump(run: Run, resume: Resume):
     twice = _logged_twice(resume)
     if twice is not None:
         return _differ_on_rerun(run, resume, twice)
-    before, after = float(resume.lr_before["value"]), float(resume.lr_after["value"])
-    low, high = _on_course(resume)
-    if low / LR_JUMP <= after <= high * LR_JUMP or _stated_explains(run, resume, after) or _own_decay(run, resume):
-        return None, []
-    first = float(resume.lr_first["value"]) if resume.lr_first is not None else None
-    warmup_again = first is not None and same_lr(after, first) and not same_lr(before, first)
-    items = [row_evidence(run, resume.lr_before, note="last LR before the resume"),
-             row_evidence(run, resume.lr_after, expected=f"about {fmt_lr(high if after > high else low)}",
-                          note="first LR after the resume")]
-    detail = (f"the LR jumped from {fmt_lr(before)} to {fmt_lr(after)}"
-              + (f", back to the run's first LR {fmt_lr(first)} (the schedule started over)" if warmup_again else ""))
-    return detail, items
+    before = float(resume.lr_before["value"])
+    # The first few LRs after the resume: a fresh scheduler built before the optimizer state was
+    # loaded lets one step run at the restored LR and resets it at its first step().
+    resumed = resume.lr_resumed.drop_duplicates("step", keep="first") if resume.lr_resumed is not None else None
+    rows = [row for _, row in resumed.head(FIRST_ROWS).iterrows()] if resumed is not None else [resume.lr_after]
+    for position, row in enumerate(rows):
+        after = float(row["value"])
+        low, high = _on_course(resume, row)
+        if low / LR_JUMP <= after <= high * LR_JUMP or _stated_explains(run, row, after) or _own_decay(run, before, after):
+            before = after if position == 0 else before
+            continue
+        first = float(resume.lr_first["value"]) if resume.lr_first is not None else None
+        warmup_again = first is not None and same_lr(after, first) and not same_lr(before, first)
+        which = "first LR after the resume" if position == 0 else f"LR {position + 1} logged steps after the resume"
+        items = [row_evidence(run, resume.lr_before, note="last LR before the resume"),
+                 row_evidence(run, row, expected=f"about {fmt_lr(high if after > high else low)}", note=which)]
+        if position:
+            items.insert(1, row_evidence(run, rows[0], note="first LR after the resume (the restored one)"))
+        where = "" if position == 0 else f" by step {fmt_step(int(row['step']))}"
+        detail = (f"the LR jumped from {fmt_lr(float(resume.lr_before['value']))} to {fmt_lr(after)}{where}"
+                  + (f", back to the run's first LR {fmt_lr(first)} (the schedule started over)" if warmup_again
+                     else ""))
+        return detail, items
+    return None, []
 
 
 def _logged_twice(resume: Resume) -> pd.DataFrame | None:
@@ -161,9 +175,9 @@ def _differ_on_rerun(run: Run, resume: Resume, twice: pd.DataFrame):
             f"after), so the resumed process did not continue the same schedule"), items
 
 
-def _on_course(resume: Resume) -> tuple[float, float]:
-    """The range the first LR after the resume was on course for: between the last LR before it and
-    the LR's local trend (a line through the last few LRs) carried on to the resumed step."""
+def _on_course(resume: Resume, row: pd.Series) -> tuple[float, float]:
+    """The range an LR after the resume was on course for: between the last LR before it and the
+    LR's local trend (a line through the last few LRs) carried on to that row's step."""
     before = float(resume.lr_before["value"])
     previous = resume.lr_previous
     if previous is None or len(previous) < 3:
@@ -173,23 +187,22 @@ def _on_course(resume: Resume) -> tuple[float, float]:
     if np.ptp(steps) == 0:
         return before, before
     slope = np.polyfit(steps, values, 1)[0]
-    carried = max(0.0, before + slope * (float(resume.lr_after["step"]) - steps[-1]))
+    carried = max(0.0, before + slope * (float(row["step"]) - steps[-1]))
     return min(before, carried), max(before, carried)
 
 
-def _stated_explains(run: Run, resume: Resume, after: float) -> bool:
-    """A stated (not inferred) schedule gives this LR at the resumed step."""
+def _stated_explains(run: Run, row: pd.Series, after: float) -> bool:
+    """A stated (not inferred) schedule gives this LR at this row's step."""
     intended = run.intended_schedule
     if intended is None or intended.source == "inferred":
         return False
-    expected = float(intended.expected_at([int(resume.lr_after["step"])])[0])
+    expected = float(intended.expected_at([int(row["step"])])[0])
     return math.isfinite(expected) and same_lr(after, expected)
 
 
-def _own_decay(run: Run, resume: Resume) -> bool:
+def _own_decay(run: Run, before: float, after: float) -> bool:
     """A drop by the same factor as a step decay the LR makes elsewhere in the run (StepLR's gamma
     falling due at the resume)."""
-    before, after = float(resume.lr_before["value"]), float(resume.lr_after["value"])
     if not 0 < after < before:
         return False
     values = finite_lr(run).sort_values(["segment", "step"], kind="stable")["value"].to_numpy()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 MAX_EVENT_TEXT = 500
 
 # Substrings (of the lowercased line) one of which every event line contains: a cheap test first.
-_TRIGGERS = ("detected call of", "tried to step", "traceback (most recent", "out of memory", "outofmemory", "nan",
+TRIGGERS = ("detected call of", "tried to step", "traceback (most recent", "out of memory", "outofmemory", "nan",
              "overflow", "resum", "checkpoint", "restor", "start", "namespace(", "running training", "gpu available",
              "non-finite")
 _SCHEDULER_ORDER = re.compile(r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
@@ -40,7 +40,7 @@ _NAN = re.compile(r"\b(?:loss|losses|gradients?|grads?|grad norm)\b[^\n]{0,30}?\
                   r"nan loss detected|[Ll]oss is NaN", re.IGNORECASE)
 _OVERFLOW = re.compile(r"OVERFLOW!|Overflow detected|Gradient overflow|[Gg]rad overflow|overflow detected")
 _NEW_SCALE = re.compile(r"(?:reducing(?: loss scale)? to|setting loss scale to:?)\s*([0-9.eE+-]+)")
-_RESUME = re.compile(r"[Rr]esuming (?:training )?from|[Rr]esumed? from|[Ll]oading checkpoint(?! shards)|"
+RESUME = re.compile(r"[Rr]esuming (?:training )?from|[Rr]esumed? from|[Ll]oading checkpoint(?! shards)|"
                      r"[Ll]oad checkpoint from|[Rr]estor(?:ing|ed) (?:states |training )?from|"
                      r"Continuing training from|resumed epoch")
 _CHECKPOINT_PATH = re.compile(r"(?:from|checkpoint|path(?: at)?):?\s+['\"]?([^\s'\",()]+\.(?:pt|pth|ckpt|bin|tar|"
@@ -101,13 +101,18 @@ class EventScanner:
             events.append(FoundEvent("restart", line_number, capped(text),
                                      {"banner": "first line of the file", "first_seen_line": self.banners_seen["first_line"]}))
         lowered = text.lower()
-        for trigger in _TRIGGERS:
+        for trigger in TRIGGERS:
             if trigger in lowered:
                 break
         else:
             return events
         events += self._triggered(line_number, text, is_metric_line)
         return events
+
+    def at_rest(self) -> bool:
+        """No traceback open and the file's first line checked: a metric line can change nothing here
+        unless it holds a trigger (what `fast` relies on for whole runs of metric lines)."""
+        return self._traceback_line is None and self._checked_first_line
 
     def finish(self) -> list[FoundEvent]:
         """A traceback still open at the end of the file (the process died mid-print)."""
@@ -138,7 +143,7 @@ class EventScanner:
             scale = _NEW_SCALE.search(text, overflow.start())
             events.append(FoundEvent("overflow", number, capped(text[overflow.start() - 60 if overflow.start() > 60 else 0:]),
                                      {"loss_scale": float(scale.group(1)) if scale and _is_number(scale.group(1)) else None}))
-        if _RESUME.search(text):
+        if RESUME.search(text):
             events.append(self._resume(number, text))
         events += self._banner(number, text)
         return events

@@ -1,6 +1,7 @@
 """Read one stdout/stderr log into a `SourceRead`: series per tag (and rank), events, coverage.
 
-The file is streamed (`lines.LineStream`); each physical line is split at carriage returns (tqdm
+The file is streamed (`lines.LineStream`) a block at a time; runs of lines that keep one learned
+layout are read in one go (`fast`), every other physical line is split at carriage returns (tqdm
 redraws), cleaned of colours and rank prefixes, tried against the format registry and scanned
 for events. A line's leading timestamp (`timestamps`) sets the file's clock; every value takes the
 clock's time, so a metric line without a timestamp of its own inherits the last one printed, but
@@ -21,6 +22,7 @@ import numpy as np
 from forensics.ingest.discovery import FoundFile
 from forensics.ingest.logs.clean import split_rank, strip_ansi
 from forensics.ingest.logs.events import EventScanner, FoundEvent, capped
+from forensics.ingest.logs.fast import BlockReader
 from forensics.ingest.logs.formats import parse_line
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.logs.steps import StepAxis
@@ -71,6 +73,20 @@ class _LogReading:
     values_cap: int = field(default_factory=MAX_VALUES_PER_FILE.value)
     clock: LineClock = field(default_factory=LineClock)
     json_times: int = 0
+    # (format name, clean text, Parsed) of the last line when it was one plain segment: what
+    # `fast.BlockReader` learns layouts from.
+    last_parse: tuple | None = None
+
+    def ready_for_runs(self) -> bool:
+        """Whether a run of metric lines can be added at once: no traceback open, first line seen."""
+        return self.scanner.at_rest()
+
+    def values_of(self, tag: str, rank: int | None) -> _Values:
+        """The arrays of one tag and rank, created at its first value."""
+        values = self.series.get((tag, rank))
+        if values is None:
+            values = self.series[(tag, rank)] = _Values()
+        return values
 
     def feed(self, number: int, text: str) -> None:
         """One physical line (possibly holding several `\\r`-separated redraws).
@@ -79,6 +95,7 @@ class _LogReading:
         nests too deeply for the parser is counted as unparsable and reported once, never raised.
         """
         self.lines += 1
+        self.last_parse = None
         if not text.strip():
             self.blank += 1
             return
@@ -101,6 +118,8 @@ class _LogReading:
             is_metric_line = False
             if result is not None:
                 line_format, parsed = result
+                if rank is None and "\r" not in text:
+                    self.last_parse = (line_format.name, clean, parsed)
                 if parsed.wall_time is not None:
                     self.clock.set(parsed.wall_time)
                     stamped = True
@@ -139,9 +158,7 @@ class _LogReading:
             self._event(found, None, None)
 
     def _add(self, tag: str, rank: int | None, step: int, value: float, number: int, basis: str) -> None:
-        values = self.series.get((tag, rank))
-        if values is None:
-            values = self.series[(tag, rank)] = _Values()
+        values = self.values_of(tag, rank)
         values.steps.append(step)
         values.values.append(value)
         values.records.append(number)
@@ -200,8 +217,11 @@ class _LogReading:
         }
 
 
-def read_log(found: FoundFile) -> SourceRead:
-    """A stdout/stderr log: every recognised metric line as series values, events, and coverage."""
+def read_log(found: FoundFile, *, batched: bool = True) -> SourceRead:
+    """A stdout/stderr log: every recognised metric line as series values, events, and coverage.
+
+    `batched=False` reads every line through the per-line path (tests compare the two).
+    """
     stream = LineStream(found.path, found.display_path)
     binary = stream.sniff_binary()
     if binary is not None:
@@ -209,12 +229,10 @@ def read_log(found: FoundFile) -> SourceRead:
                           detail=binary.message.split(": ", 1)[-1], problems=[binary])
     reading = _LogReading(found.display_path)
     problems = stream.problems  # the stream appends to it while it is read
-    for number, text in stream:
-        reading.feed(number, text)
-        if reading.values_read >= reading.values_cap:
-            problems.append(InputProblem("values_cap_reached", found.display_path, values_cap_message(
-                found.display_path, f"line {number}", reading.values_cap), locator=f"line {number}"))
-            break
+    stopped_at = BlockReader(reading, stream).read() if batched else _read_line_by_line(reading, stream)
+    if stopped_at is not None:
+        problems.append(InputProblem("values_cap_reached", found.display_path, values_cap_message(
+            found.display_path, f"line {stopped_at}", reading.values_cap), locator=f"line {stopped_at}"))
     reading.finish()
     if reading.unparsable:
         problems.append(InputProblem(
@@ -227,6 +245,15 @@ def read_log(found: FoundFile) -> SourceRead:
                       readable=not any(p.severity == "error" for p in problems), records=reading.values_read,
                       detail=_detail(reading, series), problems=list(problems), series=series,
                       events=reading.events, coverage=coverage)
+
+
+def _read_line_by_line(reading: _LogReading, stream: LineStream) -> int | None:
+    """Every line through `feed`; the line number at which the values cap stopped the read, or None."""
+    for number, text in stream:
+        reading.feed(number, text)
+        if reading.values_read >= reading.values_cap:
+            return number
+    return None
 
 
 def _basis_text(bases: Counter) -> str:

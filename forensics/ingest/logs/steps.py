@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from forensics.ingest.logs.formats.base import Parsed
 
 LOGGED = "logged"
@@ -79,6 +81,52 @@ class StepAxis:
     def new_process(self) -> None:
         """A restart banner: the next bar is a new process's own, not the next epoch of the old one."""
         self._bars.clear()
+
+    def resolve_run(self, count: int, steps: np.ndarray | None,
+                    epochs: np.ndarray | None) -> tuple[np.ndarray, list[tuple[str, int]]]:
+        """`resolve` for a run of lines that state no facts and no progress counter, at once.
+
+        `steps` / `epochs` hold each line's stated step / epoch (None when the lines state none;
+        steps already checked to be exact integers). Returns the steps (int64) of the leading
+        lines it places and [(basis, lines)] in order of first use; fewer lines than `count` when
+        the next line takes a branch this does not vectorise (it then goes through `resolve`).
+        """
+        if steps is not None:
+            placed = np.trunc(steps).astype(np.int64)
+            self.last_step = int(placed[-1])
+            return placed, [(LOGGED, count)]
+        per_epoch = steps_per_epoch(self.facts) if epochs is not None and not self._main_total else None
+        if per_epoch and per_epoch < 2**53:
+            product = epochs * float(per_epoch)
+            inside = (product >= 0) & (product < 2**62)  # False for NaN, as in resolve
+            count = count if inside.all() else int(np.argmin(inside))
+            if not count:
+                return np.empty(0, np.int64), []
+            placed = np.rint(product[:count]).astype(np.int64)  # round half to even, like round()
+            self.last_step = int(placed[-1])
+            return placed, [(self._epoch_basis(per_epoch), count)]
+        if self.last_step is not None:
+            return np.full(count, self.last_step, dtype=np.int64), [(AFTER_LAST, count)]
+        if epochs is None:
+            placed = np.arange(self.step_less, self.step_less + count, dtype=np.int64)
+            self.step_less += count
+            return placed, [(POSITION, count)]
+        whole = np.isfinite(epochs) & (epochs == np.floor(epochs))
+        too_large = whole & ~(np.abs(epochs) < 2.0**53)  # int(epoch) would not fit the int64 axis
+        if too_large.any():
+            count = int(np.argmax(too_large))
+            whole, epochs = whole[:count], epochs[:count]
+            if not count:
+                return np.empty(0, np.int64), []
+        positions = self.step_less + np.cumsum(~whole) - 1
+        placed = np.where(whole, epochs, positions).astype(np.int64)
+        self.step_less += int(np.count_nonzero(~whole))
+        bases = [(EPOCH, int(np.count_nonzero(whole))), (POSITION, int(np.count_nonzero(~whole)))]
+        return placed, [basis for basis in (bases if whole[0] else bases[::-1]) if basis[1]]
+
+    def _epoch_basis(self, per_epoch: int) -> str:
+        return (f"epoch x {per_epoch} optimizer steps per epoch (banner: {self.facts['total_optimization_steps']} "
+                f"steps over {self.facts['num_epochs']} epochs)")
 
     def _counter(self, done: int, total: int) -> tuple[int, str]:
         """A bar's counter as a step. Only the main bar (largest total) moves the step; a smaller bar

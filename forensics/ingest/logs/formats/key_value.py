@@ -25,10 +25,10 @@ from forensics.ingest.logs.formats.base import NUMBER, LineFormat, Parsed, to_fl
 _PARENTHESES = re.compile(r"\([^()]*\)")
 _QUALIFIER = r"(?:train|training|val|valid|validation|eval|test|lm|grad|learning|loss|global)"
 _NOT_A_NAME = r"(?!(?:is|are|was|were|of|at|in|for|to|on|became|becomes|from)\b)"
-_PAIR = re.compile(rf"(?<![\w./-])((?:{_QUALIFIER}[ _]{_NOT_A_NAME})?[A-Za-z_][\w./@-]*)\s*(?:[=:]\s*|\s+)({NUMBER})(%?)"
+PAIR = re.compile(rf"(?<![\w./-])((?:{_QUALIFIER}[ _]{_NOT_A_NAME})?[A-Za-z_][\w./@-]*)\s*(?:[=:]\s*|\s+)({NUMBER})(%?)"
                    rf"(?:\s*/\s*(\d+))?(?![\w.])", re.IGNORECASE)
 STEP_KEYS = {"step", "global_step", "iter", "iteration", "num_updates", "update", "it", "global step"}
-_COUNTER_KEYS = STEP_KEYS | {"epoch", "batch", "seed"}
+COUNTER_KEYS = STEP_KEYS | {"epoch", "batch", "seed"}
 _METRIC_WORD = re.compile(r"loss|lr|learning|acc|norm|scale|ppl|perplex|f1|map|wer|bleu|reward|score|grad",
                           re.IGNORECASE)
 _CONFIG_WORDS = re.compile(r"\b(?:namespace|args|arguments|config|hparams|hyperparam\w*|settings?|options?)\b",
@@ -53,13 +53,13 @@ def parse(line: str) -> Parsed | None:
     text = _PARENTHESES.sub(" ", line) if "(" in line else line
     values: dict[str, float] = {}
     step = epoch = None
-    for key, number, _percent, _total in _PAIR.findall(text):
+    for key, number, _percent, _total in PAIR.findall(text):
         lowered = key.lower()
         if lowered in STEP_KEYS and step is None:
             step = to_step(to_float(number)) if number.replace(".", "", 1).isdigit() else None
         elif lowered == "epoch" and epoch is None:
             epoch = to_float(number)
-        elif lowered not in _COUNTER_KEYS:
+        elif lowered not in COUNTER_KEYS:
             values[key] = to_float(number)
     if not any(_METRIC_WORD.search(key) for key in values):
         return None
