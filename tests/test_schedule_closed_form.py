@@ -4,17 +4,18 @@ Tolerance, per step t, relative to torch's value `want` (eps = 2.2e-16, `scale` 
 level the spec names: base LRs, max_lr, base_lr, eta_min, lr_end):
 
     |got - want| <= 4 eps |want| + 8 eps scale                       (every class)
-                    + 2 t eps |want|   only for a CosineAnnealingLR with eta_min != 0
+                    + 3 t eps |want|   only for a CosineAnnealingLR with eta_min != 0
 
 - The closed forms perform torch's float operations in torch's order, so on this machine they
   are bit for bit equal except in the one approximated case below. The 4 eps relative term allows
   numpy builds whose cos/pow differ from the C library by a few ulp (AVX-512 SVML).
 - `8 eps scale`: a few-ulp difference in cos near -1 (in `1 + cos(x)`) moves the LR by a few ulp
   of the LR level while the LR itself may be near 0, so this part can only be absolute.
-- `2 t eps`: a long decaying run of CosineAnnealingLR steps with eta_min != 0 is computed as
-  `eta + (lr - eta) * prod(ratio)` instead of re-rounding `lr` at each step; each skipped
-  rounding is at most 1/2 ulp of that step's LR and the decay shrinks what came before, so the
-  difference after t steps is at most 2 t eps relative (`closed_form_ops`).
+- `3 t eps`: in long runs of CosineAnnealingLR steps with eta_min = b > 0 the LR is computed as
+  `b + (lr - b) * prod(ratio)` instead of re-rounding `lr` at each step, only where that is safe
+  (decaying, or lr >= 2.5 b): there torch's roundings and ours move the value by at most 3 eps
+  per step relative (`closed_form_ops` gives the argument). Near a trough followed by a rise it is
+  looped exactly, because torch's own rounding there is amplified up to 1e5 on the way up.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def assert_mirrors(got: np.ndarray, want: np.ndarray, spec: ScheduleSpec, base_l
     assert np.array_equal(np.isnan(got), np.isnan(want)), spec.text()
     finite = np.isfinite(want)
     assert np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)]), spec.text()
-    relative = EPS * (4 + (2 * steps if has_affine_cosine(spec) else 0))
+    relative = EPS * (4 + (3 * steps if has_affine_cosine(spec) else 0))
     allowed = relative * np.abs(want) + 8 * EPS * lr_scale(spec, base_lrs)
     excess = np.abs(got - want)[finite] - np.broadcast_to(allowed, want.shape)[finite]
     worst = int(np.argmax(excess)) if excess.size else 0

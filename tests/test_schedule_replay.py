@@ -12,6 +12,7 @@ import torch
 from forensics.model.build import build_run
 from forensics.schedule import compare_schedule, parse_spec, replay, resolve_intended, schedule_options
 from forensics.schedule.hf import HF_SCHEDULES, hf_lambda, torch_equivalent
+from forensics.schedule.replay import CLOSED_FORM
 from forensics.schedule.spec import ScheduleSpec
 
 from conftest import SAMPLE_RUNS
@@ -137,7 +138,7 @@ def test_hf_schedules_without_torch_equivalent_replay_their_lambda(name):
     params = {"num_warmup_steps": 100, "num_training_steps": 1000}
     result = replay(ScheduleSpec(name, params), [1e-3], 1200)
     lam = hf_lambda(name, params, 1e-3)
-    assert result.used.startswith("LambdaLR")
+    assert result.used.startswith("LambdaLR") and result.method == CLOSED_FORM
     assert np.allclose(result.lrs[0], [lam(step) * 1e-3 for step in range(1200)], rtol=1e-12, atol=0)
 
 
@@ -147,6 +148,7 @@ def test_replay_of_a_million_steps_is_correct():
     elapsed = time.perf_counter() - started
     print(f"replay of 1,000,000 OneCycleLR steps: {elapsed:.2f}s")
     lrs = result.lrs[0]
+    assert result.method == CLOSED_FORM
     assert lrs.shape == (1_000_000,) and np.all(np.isfinite(lrs))
     assert int(np.argmax(lrs)) == 99_999 and lrs[99_999] == pytest.approx(3e-3)
     # spot-check against a fresh torch scheduler built at a given last_epoch
