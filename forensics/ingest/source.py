@@ -7,11 +7,14 @@ The model builder only ever sees this type, so a new format is one reader functi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forensics.ingest.checkpoint import Checkpoint
 from forensics.ingest.problems import InputProblem
+
+if TYPE_CHECKING:  # only a type here: reading a log or an event file does not import torch (4 s)
+    from forensics.ingest.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
