@@ -148,9 +148,14 @@ def _kill_overdue(tasks, started: dict, timeout: float, killed: set[str]) -> Non
 def run_on_dask(tasks: list[SweepTask], scheduler: str | None, workers: int, timeout: float | None,
                 memory_bytes: int | None, on_done: OnDone) -> None:
     """Every task on a Dask cluster: `scheduler`'s, or a LocalCluster of `workers` processes."""
+    import logging
+
     import dask
     from distributed import Client, LocalCluster
     from distributed import wait as dask_wait
+
+    if scheduler is None:  # our own cluster: its restart and shutdown notices are not the user's business
+        logging.getLogger("distributed").setLevel(logging.ERROR)
 
     # A worker that dies while running a run is retried once elsewhere, then the run is KilledWorker.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
