@@ -69,8 +69,11 @@ class ConstantLr(Check):
         if share < MIN_SHARE:
             return []
         start_row, end_row = by_step.iloc[first], by_step.iloc[last]
-        if (_follows_intended(run, by_step.iloc[first:last + 1]) or _scheduler_drove_it(run)
-                or _other_source_moves(run, lr, start_row, end_row)):
+        # A schedule that is flat there by its own shape explains a flat LR, unless a checkpoint shows
+        # the scheduler stepped less often than the optimizer (then the flatness is the failure).
+        explained = not _stepped_slowly(run) and (_follows_intended(run, by_step.iloc[first:last + 1])
+                                                  or _scheduler_drove_it(run))
+        if explained or _other_source_moves(run, lr, start_row, end_row):
             return []
         return [self._finding(run, start_row, end_row, share, intent)]
 
@@ -158,6 +161,12 @@ def _follows_intended(run: Run, stretch: pd.DataFrame) -> bool:
     return False
 
 
+def _stepped_slowly(run: Run) -> bool:
+    """A saved scheduler stepped fewer than 2/3 as often as the optimizer before it (once per epoch, say)."""
+    return any(saved.state.last_epoch is not None and saved.checkpoint.global_step
+               and saved.state.last_epoch * 1.5 < saved.checkpoint.global_step for saved in saved_schedulers(run))
+
+
 def _scheduler_drove_it(run: Run) -> bool:
     """Whether the saved scheduler was stepped once per optimizer step and put the logged LR where
     it is: its step count matches the checkpoint's global step and its last LR the one logged there.
@@ -166,8 +175,6 @@ def _scheduler_drove_it(run: Run) -> bool:
         state, checkpoint = saved.state, saved.checkpoint
         if not state.last_lrs or not state.last_lrs[0] > 0 or state.last_epoch is None or not checkpoint.global_step:
             continue
-        if state.last_epoch * 1.5 < checkpoint.global_step:
-            continue  # stepped less often than the optimizer: the per-epoch failure
         lr = run.series(aliases.LR, group=0)
         near = lr[(lr["step"] - checkpoint.global_step).abs() <= 1]["value"].to_numpy()
         if len(near) and np.any(np.abs(near / state.last_lrs[0] - 1) <= FOLLOWS):
