@@ -58,9 +58,8 @@ def _schedule(spec: ScheduleSpec, groups: list[float], count: int) -> ClosedForm
         return ClosedFormLRs(values, notes)
     if spec.class_name == "CyclicLR":
         return ClosedFormLRs(cyclic(spec.params, groups, count), ())
-    rows = [apply_updates(base, _updates(spec, base, count)) for base in groups]
-    if spec.class_name == "ChainedScheduler":
-        rows = [row[len(spec.children) - 1::len(spec.children)] for row in rows]
+    per_step = len(spec.children) if spec.class_name == "ChainedScheduler" else 1
+    rows = [apply_updates(base, _updates(spec, base, count), per_step) for base in groups]
     return ClosedFormLRs(np.array(rows).reshape(len(groups), count), ())
 
 

@@ -82,31 +82,26 @@ def interleave(parts: list[Updates]) -> Updates:
                    np.stack([p.b for p in parts], axis=1).ravel())
 
 
-def apply_updates(start: float, updates: Updates) -> np.ndarray:
-    """The LR after each update, starting from `start` (torch's order of float operations)."""
+def apply_updates(start: float, updates: Updates, per_step: int = 1) -> np.ndarray:
+    """The LR after each group of `per_step` updates (one scheduler step; more than one for a
+    ChainedScheduler), starting from `start`, in torch's order of float operations."""
     count = len(updates)
-    result = np.empty(count)
     if not count:
-        return result
+        return np.empty(0)
     # lr * 1.0 is lr exactly: dropping those leaves the runs long and the result unchanged.
     active = ~((updates.kind == MUL) & (updates.a == 1.0))
-    positions = np.flatnonzero(active)
-    if not len(positions):
-        result[:] = start
-        return result
-    everything = len(positions) == count
+    everything = bool(active.all())
     kind, a, b = (updates.kind, updates.a, updates.b) if everything else (
-        updates.kind[positions], updates.a[positions], updates.b[positions])
-    values = np.empty(len(positions))
+        updates.kind[active], updates.a[active], updates.b[active])
+    if not len(kind):
+        return np.full(count // per_step, start)
+    values = np.empty(len(kind))
     with np.errstate(all="ignore"):  # overflow to inf and 0*inf are torch's values too
         _apply_runs(start, kind, a, b, values)
     if everything:
-        return values
-    last_active = np.maximum.accumulate(np.where(active, np.arange(count), -1))
-    expanded = np.empty(count)
-    expanded[positions] = values
-    result = np.where(last_active >= 0, expanded[np.maximum(last_active, 0)], start)
-    return result
+        return values[per_step - 1::per_step]
+    done_by_step_end = np.cumsum(active)[per_step - 1::per_step]   # active updates up to each step's end
+    return np.where(done_by_step_end > 0, values[np.maximum(done_by_step_end - 1, 0)], start)
 
 
 def _apply_runs(lr: float, kind: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
