@@ -115,3 +115,15 @@ def test_timm_checkpoint_layout_is_recognised():
     assert facts.layout == "timm" and facts.epoch == 5 and facts.optimizers and not facts.schedulers
     del saved["version"]
     assert read_layout(saved, "last.pth.tar").layout == "plain"
+
+
+def test_lightning_bar_nan_and_inf_as_tqdm_prints_them_are_read(tmp_path):
+    from forensics.ingest.logs.formats.base import to_float
+
+    assert str(to_float("nan.0")) == "nan" and to_float("inf.0") == float("inf") and to_float("-inf.0") == -float("inf")
+    path = tmp_path / "train.log"
+    path.write_text("\r".join(f"Epoch 0:  {b * 6}%|█ | {b}/16 [00:00<00:00, 75.3it/s, v_num=0, g_loss="
+                              f"{'1.25' if b < 3 else 'nan.0'}, d_loss={'0.5' if b < 4 else 'inf.0'}]"
+                              for b in range(1, 8)) + "\n", encoding="utf-8")
+    series = {item.tag: list(item.values) for item in read_log(_found(path)).series}
+    assert len(series["g_loss"]) == 7 and str(series["g_loss"][2]) == "nan" and series["d_loss"][3] == float("inf")

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # A number as training scripts print it: 0.6931, -1.2e-04, 2.999E-04, 1,234 is not one, nan, inf.
-NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|NAN|inf|Inf|INF|-inf|-Inf)"
+# NaN/inf may carry tqdm's ".0" (Lightning bars print `g_loss=nan.0`).
+NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?:nan|NaN|NAN|inf|Inf|INF|-inf|-Inf)(?:\.0)?)"
 
 
 def to_float(text: str) -> float:
     """A printed number as a float; NaN/inf spelled any common way are kept as NaN/inf."""
     lowered = text.strip().lower().rstrip("%")
+    if lowered.endswith(".0") and lowered[:-2].lstrip("+-") in ("nan", "inf"):
+        lowered = lowered[:-2]  # tqdm's postfix formatting of a float NaN/inf (Lightning bars): nan.0, inf.0
     if lowered in ("nan", "+nan", "-nan"):
         return math.nan
     if lowered in ("inf", "+inf", "infinity"):
