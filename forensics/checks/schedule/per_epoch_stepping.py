@@ -15,10 +15,6 @@ CHANGE = 1e-6        # relative LR change that counts as a change
 EXPLAINED = 0.25     # the 1/epoch time scale must explain the LR this much better than the schedule as is
 
 
-# The staircase "shows" where the LR is this far (relative) from the schedule's.
-DEPARTURE = 0.1
-
-
 class PerEpochStepping(Check):
     """A per-step LR schedule was stepped once per epoch: the LR moves in an epoch staircase.
 
@@ -70,15 +66,5 @@ class PerEpochStepping(Check):
                                  note="last step before the first change"),
                     row_evidence(run, first_change, expected=expected_here, note="first change of LR"),
                     intent_evidence(intended)]
-        return [self.finding(step=_first_departure(intended, lr, alignment.shift), end_step=int(steps[-1]), message=message,
+        return [self.finding(step=int(steps[0]), end_step=int(steps[-1]), message=message,
                              fix=self.documentation()["Fix"], evidence=evidence, confidence=0.9)]
-
-
-def _first_departure(intended, lr, shift: int) -> int:
-    """The first logged step whose LR is more than DEPARTURE away from the schedule's: where the
-    staircase first shows (the run's first step when it never does within the replay)."""
-    steps, values = lr["step"].to_numpy(), lr["value"].to_numpy()
-    expected = intended.expected_at(steps - shift)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off = np.flatnonzero(np.isfinite(expected) & (np.abs(values / expected - 1) > DEPARTURE))
-    return int(steps[off[0]]) if len(off) else int(steps[0])
