@@ -54,8 +54,7 @@ def walk_root(root: str | Path, follow_links: bool = False) -> Iterator[WalkedRo
     if local is not None:
         yield _walk_local(local, follow_links)
         return
-    fs, base = open_fs(str(root))
-    base = base.rstrip("/")
+    fs, _ = open_fs(str(root))
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     fetch = protocol in PROCESS_LOCAL_PROTOCOLS
     with (_fetched(str(root)) if fetch else _skeleton(str(root))) as stand_in:
