@@ -59,3 +59,22 @@ def test_scheduler_parameters_are_not_the_run_length(tmp_path):
     """A warmup LinearLR's total_iters is its own length, not the run's max_steps."""
     (tmp_path / "config.yaml").write_text("scheduler:\n  type: LinearLR\n  total_iters: 500\n")
     assert build_run(tmp_path).stated.get("max_steps") is None
+
+
+def test_the_report_json_carries_what_the_run_states_with_where(tmp_path):
+    import jsonschema
+
+    from forensics.analyze import analyze
+    from forensics.render import RENDERERS
+
+    from conftest import REPO
+
+    (tmp_path / "config.yaml").write_text("optim:\n  lr: 0.003\ntrainer:\n  max_epochs: 12\n")
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1 / (1 + s), "lr": 0.003}) + "\n"
+                                                    for s in range(20)))
+    document = json.loads(RENDERERS["json"](analyze(tmp_path, command="test")))
+    jsonschema.validate(document, json.loads((REPO / "docs" / "report.schema.json").read_text()))
+    facts = document["stated"]["facts"]
+    assert facts["base_lr"] == {"name": "base_lr", "value": 0.003, "source": "config.yaml",
+                                "locator": "config key optim.lr", "origin": "config"}
+    assert facts["epochs"]["value"] == 12 and facts["epochs"]["locator"] == "config key trainer.max_epochs"

@@ -37,6 +37,7 @@ def build_report(run: Run, outcomes: list[CheckOutcome], command: str) -> Report
         findings=findings,
         verdict=build_verdict(run, findings, outcomes),
         intended_schedule=run.intended_schedule.to_dict() if run.intended_schedule is not None else None,
+        stated=run.stated.to_dict(),
         charts=chart_series(run, findings),
         events=list(run.events),
     )

@@ -140,6 +140,7 @@ class Report:
     findings: list[Finding]
     verdict: Verdict
     intended_schedule: dict | None = None
+    stated: dict = field(default_factory=lambda: {"facts": {}, "disagreements": {}})  # what the run's files state
     charts: list[ChartSeries] = field(default_factory=list)
     events: list[RunEvent] = field(default_factory=list)   # evidence lines from logs, in source order
 
@@ -160,6 +161,7 @@ class Report:
             "trajectories": {t.metric: _trajectory_dict(t) for t in self.trajectories},
             "checkpoints": [_checkpoint_dict(c) for c in self.checkpoints],
             "intended_schedule": self.intended_schedule,
+            "stated": self.stated,
             "checks": [outcome.to_dict() for outcome in self.checks],
             "findings": [finding.to_dict() for finding in self.findings],
             "events": [_event_dict(event) for event in self.events],
