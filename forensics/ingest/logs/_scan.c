@@ -12,13 +12,16 @@
                 [-+]?((digits(.digits*)?|.digits)([eE][-+]?digits)?|nan|NaN|NAN|inf|Inf|INF)
      'u' / 'U'  spaces (any / at least one), then an unsigned plain decimal digits(.digits*)? | .digits
      'd' / 'D'  spaces (any / at least one), then 1 to 15 ASCII digits
-   Numbers convert exactly as Python's float() does: Clinger's fast path (at most 15 significant
-   digits and a power of ten up to 1e22, one correctly rounded IEEE operation), otherwise
-   PyOS_string_to_double, the function float() uses. NaN is the positive quiet NaN whatever its
+   Numbers convert exactly as Python's float() does: Clinger's fast path (a mantissa of at most
+   2**53 and a power of ten up to 1e22, one correctly rounded IEEE operation), then the same in
+   long double with a midpoint check (`extended_convert`), otherwise PyOS_string_to_double, the
+   function float() uses. NaN is the positive quiet NaN whatever its
    sign (as `to_float` gives). Every read is bounds-checked against the buffer. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
@@ -47,6 +50,31 @@ static int slow_convert(const char *start, const char *end, double *out) {
     return 0;
 }
 
+/* m * 10**power correctly rounded, through the x87/quad long double: for mantissas above 2**53
+   (17-digit reprs such as 1.9999960000000002e-05). The long double result is correctly rounded to
+   LDBL_MANT_DIG bits; rounding it to a double gives the correctly rounded double unless it sits
+   exactly on a midpoint between two doubles (then the true value may lie on either side: -1, and
+   float()'s parser decides). Midpoints are the only long doubles within half a long-double ulp of
+   a rounding boundary, so every other case is exact. */
+static int extended_convert(unsigned long long mantissa, long power, double *out) {
+#if LDBL_MANT_DIG >= 64
+    if (power < -27 || power > 27) return -1;  /* 10**27 is exact in a 64-bit mantissa */
+    long double scale = 1.0L;
+    for (long i = 0; i < (power < 0 ? -power : power); i++) scale *= 10.0L;
+    long double value = power < 0 ? (long double)mantissa / scale : (long double)mantissa * scale;
+    int exponent;
+    long double bits = ldexpl(frexpl(value, &exponent), LDBL_MANT_DIG);
+    if (fmodl(bits, ldexpl(1.0L, LDBL_MANT_DIG - 53)) == ldexpl(1.0L, LDBL_MANT_DIG - 54)) return -1;
+    *out = (double)value;
+    return 0;
+#else
+    (void)mantissa;
+    (void)power;
+    (void)out;
+    return -1;
+#endif
+}
+
 /* A decimal number (no nan/inf) at *cursor, optionally signed, optionally with an exponent.
    Returns 0 and advances *cursor past it, or -1 when there is none. */
 static int parse_decimal(const char **cursor, const char *limit, int allow_sign, int allow_exponent, double *out) {
@@ -60,7 +88,7 @@ static int parse_decimal(const char **cursor, const char *limit, int allow_sign,
     int significant = 0, int_digits = 0, frac_digits = 0, exactable = 1;
     while (p < limit && is_digit(*p)) {
         if (mantissa || *p != '0') {
-            if (++significant > 15) exactable = 0;
+            if (++significant > 19) exactable = 0;
             else mantissa = mantissa * 10 + (unsigned)(*p - '0');
         }
         p++;
@@ -70,7 +98,7 @@ static int parse_decimal(const char **cursor, const char *limit, int allow_sign,
         p++;
         while (p < limit && is_digit(*p)) {
             if (mantissa || *p != '0') {
-                if (++significant > 15) exactable = 0;
+                if (++significant > 19) exactable = 0;
                 else mantissa = mantissa * 10 + (unsigned)(*p - '0');
             }
             p++;
@@ -103,8 +131,11 @@ static int parse_decimal(const char **cursor, const char *limit, int allow_sign,
     double value;
     if (exactable && mantissa == 0) {
         value = 0.0;
-    } else if (exactable && power >= -22 && power <= 22) {
+    } else if (exactable && mantissa <= (1ULL << 53) && power >= -22 && power <= 22) {
+        /* Clinger's fast path: both operands exact, one correctly rounded operation */
         value = power < 0 ? (double)mantissa / POW10[-power] : (double)mantissa * POW10[power];
+    } else if (exactable && extended_convert(mantissa, power, &value) == 0) {
+        /* done */
     } else if (slow_convert(start + (allow_sign && (*start == '+' || *start == '-')), p, &value) != 0) {
         return -1;
     }

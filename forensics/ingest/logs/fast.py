@@ -147,13 +147,13 @@ def apply_run(reading, layout: Layout, matrix: np.ndarray, first_number: int) ->
     if not count:
         return 0
     now = reading.clock.now()
-    step_bytes = placed.tobytes()
-    record_bytes = np.arange(first_number, first_number + count, dtype=np.int64).tobytes()
-    wall_bytes = np.full(count, np.nan if now is None else now, dtype=np.float64).tobytes()
+    step_bytes = _as_bytes(placed)  # views: frombytes copies straight from numpy's memory
+    record_bytes = _as_bytes(np.arange(first_number, first_number + count, dtype=np.int64))
+    wall_bytes = _as_bytes(np.full(count, np.nan if now is None else now, dtype=np.float64))
     for slot in value_slots:
         values = reading.values_of(layout.tags[slot], None)
         values.steps.frombytes(step_bytes)
-        values.values.frombytes(np.ascontiguousarray(matrix[:count, slot]).tobytes())
+        values.values.frombytes(_as_bytes(np.ascontiguousarray(matrix[:count, slot])))
         values.records.frombytes(record_bytes)
         values.wall_times.frombytes(wall_bytes)
         for basis, lines in bases:
@@ -164,3 +164,7 @@ def apply_run(reading, layout: Layout, matrix: np.ndarray, first_number: int) ->
     reading.formats[layout.format_name] += count
     reading.scanner.last_line_was_banner = False
     return count
+
+
+def _as_bytes(column: np.ndarray) -> memoryview:
+    return memoryview(column).cast("B")

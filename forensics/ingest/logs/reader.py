@@ -42,13 +42,20 @@ _METRIC_HINTS = ("loss", "lr", "learning", "acc", "grad", "norm", "ppl", "perple
 
 @dataclass
 class _Values:
-    """One tag's values from one rank, in file order, in compact arrays."""
+    """One tag's values from one rank, in file order, in compact arrays (the per-line path appends
+    one value at a time, `fast.apply_run` a run's worth with `frombytes`)."""
 
     steps: array = field(default_factory=lambda: array("q"))
     values: array = field(default_factory=lambda: array("d"))
     records: array = field(default_factory=lambda: array("q"))
     wall_times: array = field(default_factory=lambda: array("d"))
     bases: Counter = field(default_factory=Counter)
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """(steps, values, records, wall_times) as numpy views of the arrays, once the read is over:
+        views, not copies, so a 10M-value log is not held twice."""
+        return (np.frombuffer(self.steps, dtype="int64"), np.frombuffer(self.values, dtype="float64"),
+                np.frombuffer(self.records, dtype="int64"), np.frombuffer(self.wall_times, dtype="float64"))
 
 
 @dataclass
@@ -190,12 +197,9 @@ class _LogReading:
         for (tag, rank), values in self.series.items():
             shown_tag = f"rank{rank}/{tag}" if several_ranks and rank is not None else tag
             context = f"rank{rank}" if several_ranks and rank is not None else ""
-            count = len(values.values)
-            result.append(TaggedSeries(
-                shown_tag, np.frombuffer(values.steps, dtype="int64").copy(),
-                np.frombuffer(values.values, dtype="float64").copy(),
-                np.frombuffer(values.wall_times, dtype="float64").copy() if count else np.full(count, np.nan),
-                np.frombuffer(values.records, dtype="int64").copy(), context, _basis_text(values.bases)))
+            steps, numbers, records, wall_times = values.columns()
+            result.append(TaggedSeries(shown_tag, steps, numbers, wall_times, records, context,
+                                       _basis_text(values.bases)))
         return result
 
     def coverage(self, stream: LineStream, series: list[TaggedSeries]) -> dict:
