@@ -66,14 +66,20 @@ class LineStream:
                                 f"first {len(head):,} bytes); not read", locator="byte 0")
         return None
 
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        """(1-based line number, decoded text without the line ending) for every line within the limit."""
+    def _open(self):
+        """The file opened for binary reading, or None after noting why it cannot be read."""
         try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed in the finally below
+            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
         except OSError as error:
             self.problems.append(InputProblem("file_unreadable", self.display_path,
                                               f"{self.display_path}: cannot be read ({error.strerror or error})",
                                               severity="error"))
+            return None
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        """(1-based line number, decoded text without the line ending) for every line within the limit."""
+        handle = self._open()
+        if handle is None:
             return
         try:
             yield from self._lines(handle)
@@ -107,12 +113,8 @@ class LineStream:
         asking for the next block. A line that outgrows the limit before its newline arrives is
         skipped and reported here, without being held: memory stays bounded by block and limit.
         """
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed in the finally below
-        except OSError as error:
-            self.problems.append(InputProblem("file_unreadable", self.display_path,
-                                              f"{self.display_path}: cannot be read ({error.strerror or error})",
-                                              severity="error"))
+        handle = self._open()
+        if handle is None:
             return
         try:
             carry = b""
