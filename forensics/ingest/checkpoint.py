@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from forensics.ingest.checkpoint_layouts import (
     LayoutFacts, read_layout, trainer_state_counters, training_args_fields,
@@ -145,6 +144,8 @@ def load_torch_file(path: Path, display_path: str) -> tuple[Any, list[InputProbl
 
     Returns (object, []) or (None, [problem]).
     """
+    import torch  # here, not at module level: a run without checkpoints never pays torch's import (~2 s)
+
     try:
         # torch warns on stderr about odd pickle protocols in damaged files; the file's problem is
         # reported below instead, so the terminal summary stays readable.
@@ -179,6 +180,8 @@ def _refused_globals(path: Path, message: str) -> list[str]:
                                                  for m in _UNSAFE_OTHER.findall(message)]
     if not found:
         return []
+    import torch
+
     try:
         # Lists every refused global of a zip checkpoint by reading opcodes only; inside the same
         # allow-list as the load, so the numpy RNG globals are not reported.

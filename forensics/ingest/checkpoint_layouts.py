@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from forensics.ingest.optimizer_state import OptimizerState, looks_like_optimizer_state, summarise_optimizer
+from forensics.ingest.tensors import is_tensor
 from forensics.ingest.scheduler_state import (
     NOT_PLAIN, SchedulerState, add_param_group_hints, as_int, looks_like_scheduler_state, plain_value,
     summarise_scheduler,
@@ -81,7 +80,7 @@ def read_layout(obj: Any, root_name: str) -> LayoutFacts:
     if not isinstance(obj, dict):
         return LayoutFacts(layout="unknown")
     facts = LayoutFacts(layout="plain", top_level_keys=[str(k) for k in obj])
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if obj and all(is_tensor(v) for v in obj.values()):
         facts.layout, facts.model_state, facts.model_key = "model_only", obj, None
         return facts
     if looks_like_optimizer_state(obj):
@@ -120,7 +119,7 @@ def _is_timm(obj: dict) -> bool:
 
 def _read_common(facts: LayoutFacts, obj: dict) -> None:
     for key in MODEL_KEYS:
-        if isinstance(obj.get(key), (dict, list, tuple, torch.Tensor)):
+        if isinstance(obj.get(key), (dict, list, tuple)) or is_tensor(obj.get(key)):
             facts.model_key, facts.model_state = key, obj[key]
             break
     for key in OPTIMIZER_KEYS:

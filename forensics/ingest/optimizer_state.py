@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from forensics.ingest.scheduler_state import NOT_PLAIN, as_int, json_float, json_safe, plain_value
+from forensics.ingest.tensors import is_tensor
 from forensics.ingest.weight_scan import count_nonfinite
 
 _NAMED_GROUP_KEYS = {"params", "lr", "initial_lr", "betas", "momentum", "weight_decay", "param_names"}
@@ -91,10 +90,10 @@ def summarise_optimizer(state: dict, key: str) -> tuple[OptimizerState | None, s
             steps.add(step)
         has_exp_avg = has_exp_avg or "exp_avg" in entry
         buffer = entry.get("momentum_buffer", 0)
-        has_buffer_tensor = has_buffer_tensor or isinstance(buffer, torch.Tensor)
+        has_buffer_tensor = has_buffer_tensor or is_tensor(buffer)
         has_buffer_none = has_buffer_none or ("momentum_buffer" in entry and buffer is None)
         for name, value in entry.items():
-            if name != "step" and isinstance(value, torch.Tensor) and value.is_floating_point():
+            if name != "step" and is_tensor(value) and value.is_floating_point():
                 state_values += value.numel()
                 nonfinite += count_nonfinite(value)
     family = "adam" if has_exp_avg else "sgd_momentum" if has_buffer_tensor else "sgd" if has_buffer_none else None

@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
+
+from forensics.ingest.tensors import is_tensor
 
 _SLICE_VALUES = 1 << 24
 MAX_SAFETENSORS_HEADER_BYTES = 100 * 1024 * 1024
 
-# safetensors dtype names -> (numpy dtype of the raw bytes, torch dtype to view them as)
+# safetensors dtype names -> (numpy dtype of the raw bytes, name of the torch dtype to view them as;
+# a name, so that torch is imported only when such a tensor is met)
 _SAFETENSORS_FLOATS = {
     "F64": (np.float64, None),
     "F32": (np.float32, None),
     "F16": (np.float16, None),
-    "BF16": (np.uint16, torch.bfloat16),
-    "F8_E4M3": (np.uint8, getattr(torch, "float8_e4m3fn", None)),
-    "F8_E5M2": (np.uint8, getattr(torch, "float8_e5m2", None)),
+    "BF16": (np.uint16, "bfloat16"),
+    "F8_E4M3": (np.uint8, "float8_e4m3fn"),
+    "F8_E5M2": (np.uint8, "float8_e5m2"),
 }
 
 
@@ -47,9 +49,9 @@ class WeightCount:
         self.nonfinite_tensors += 1 if nonfinite else 0
 
 
-def iter_tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
-    """Every tensor inside nested dicts / lists / tuples (a model state may be nested)."""
-    if isinstance(value, torch.Tensor):
+def iter_tensors(value: Any, depth: int = 0) -> Iterator[Any]:
+    """Every torch tensor inside nested dicts / lists / tuples (a model state may be nested)."""
+    if is_tensor(value):
         yield value
     elif depth < 8 and isinstance(value, dict):
         for item in value.values():
@@ -59,8 +61,10 @@ def iter_tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from iter_tensors(item, depth + 1)
 
 
-def count_nonfinite(tensor: torch.Tensor) -> int:
-    """NaN and +-inf values in a tensor; 0 for integer / bool tensors."""
+def count_nonfinite(tensor: Any) -> int:
+    """NaN and +-inf values in a torch tensor; 0 for integer / bool tensors."""
+    import torch  # already imported by whoever made the tensor
+
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return 0
     if tensor.layout != torch.strided or tensor.device.type == "meta":
@@ -128,10 +132,15 @@ def count_safetensors(path: Path) -> WeightCount:
     return counts
 
 
-def _count_raw(raw: np.ndarray, np_dtype: Any, torch_view: Any) -> int:
+def _count_raw(raw: np.ndarray, np_dtype: Any, torch_view_name: str | None) -> int:
     itemsize = np.dtype(np_dtype).itemsize
     usable = (raw.size // itemsize) * itemsize
     values = raw[:usable].view(np.dtype(np_dtype).newbyteorder("<"))
+    torch_view = None
+    if torch_view_name is not None:
+        import torch  # bfloat16 / float8 only
+
+        torch_view = getattr(torch, torch_view_name, None)
     if torch_view is None:
         total = 0
         for start in range(0, values.size, _SLICE_VALUES):
