@@ -106,13 +106,15 @@ class LineStream:
             yield number, text.rstrip("\r\n")
         self.lines_read = number
 
-    def blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-        """The file as blocks of whole lines (the last may lack its newline), about `block_bytes` each.
+    def blocks(self, block_bytes: int | None = None) -> Iterator[bytes]:
+        """The file as blocks of whole lines (the last may lack its newline), about `block_bytes`
+        (default `BLOCK_BYTES`, read at each call so tests can shrink it) each.
 
         The caller reads the lines of each block in order and adds them to `lines_read` before
         asking for the next block. A line that outgrows the limit before its newline arrives is
         skipped and reported here, without being held: memory stays bounded by block and limit.
         """
+        block_bytes = block_bytes or BLOCK_BYTES
         handle = self._open()
         if handle is None:
             return
