@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pandas as pd
 from tsdownsample import MinMaxLTTBDownsampler
 
 from forensics.checks.base import Finding
 from forensics.model import aliases
 from forensics.model.run import Run
 from forensics.report.model import ChartSeries
+from forensics.rolling import rolling_median
 
 # Metrics drawn in the report, in the order a reader wants them.
 CHARTED_METRICS = (aliases.LR, aliases.LOSS, aliases.GRAD_NORM, aliases.LOSS_SCALE, aliases.VAL_LOSS)
@@ -117,11 +117,12 @@ def find_spikes(values: np.ndarray) -> np.ndarray:
     """Indices of the largest upward outliers against a rolling median (at most MAX_SPIKES)."""
     if len(values) < SPIKE_WINDOW:
         return np.array([], dtype=np.int64)
-    series = pd.Series(np.where(np.isfinite(values), values, np.nan))
-    median = series.rolling(SPIKE_WINDOW, center=True, min_periods=SPIKE_WINDOW // 2).median()
-    deviation = (series - median).abs().rolling(SPIKE_WINDOW, center=True, min_periods=SPIKE_WINDOW // 2).median()
-    floor = 1e-3 * median.abs() + 1e-12  # a perfectly flat stretch must not make every wiggle a spike
-    score = ((series - median) / np.maximum(deviation, floor)).to_numpy()
+    finite = np.where(np.isfinite(values), values, np.nan)
+    median = rolling_median(finite, SPIKE_WINDOW, min_periods=SPIKE_WINDOW // 2, center=True)
+    deviation = rolling_median(np.abs(finite - median), SPIKE_WINDOW, min_periods=SPIKE_WINDOW // 2, center=True)
+    floor = 1e-3 * np.abs(median) + 1e-12  # a perfectly flat stretch must not make every wiggle a spike
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = (finite - median) / np.maximum(deviation, floor)
     candidates = np.flatnonzero(np.nan_to_num(score, nan=0.0) > SPIKE_MADS)
     chosen: list[int] = []
     for index in candidates[np.argsort(score[candidates], kind="stable")[::-1]]:

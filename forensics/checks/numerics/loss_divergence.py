@@ -12,6 +12,7 @@ from forensics.checks.evidence import row_evidence, row_locator
 from forensics.checks.series import busiest_source, training_losses
 from forensics.formatting import fmt_percent, fmt_step, fmt_value
 from forensics.model.run import Run
+from forensics.rolling import rolling_median
 
 MIN_POINTS = 20
 # A level is the median of this share of a stretch's values (at least LEVEL_MIN_POINTS): the loss of
@@ -131,7 +132,7 @@ def _divergence(rows: pd.DataFrame) -> Divergence | None:
     """The series' divergence, if its level ends far above its minimum after a sustained rise."""
     values = rows["value"].to_numpy(dtype=np.float64)
     window = max(LEVEL_MIN_POINTS, int(round(LEVEL_SHARE * len(values)))) | 1
-    levels = pd.Series(values).rolling(window, center=True, min_periods=window // 2 + 1).median().to_numpy()
+    levels = rolling_median(values, window, min_periods=window // 2 + 1, center=True)
     lowest = int(np.argmin(levels))
     low, start, end = float(levels[lowest]), float(levels[0]), float(levels[-1])
     if end < RISE * low:

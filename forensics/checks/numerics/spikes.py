@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forensics.rolling import rolling_median
+
 WINDOW = 50  # the running median looks back over this many earlier values
 
 
@@ -21,8 +23,8 @@ class Spike:
 
 def running_median(values: np.ndarray) -> np.ndarray:
     """Median of the WINDOW values before each position (NaN until 10 finite values exist)."""
-    finite = np.where(np.isfinite(values), values, np.nan)
-    return pd.Series(finite).rolling(WINDOW, min_periods=10).median().shift(1).to_numpy()
+    medians = rolling_median(values, WINDOW, min_periods=10)
+    return np.concatenate(([np.nan], medians[:-1])) if len(medians) else medians
 
 
 def first_spike(values: np.ndarray, factor: float, once_factor: float | None = None,
@@ -63,8 +65,7 @@ LEVEL_WINDOW = 10  # a climb is judged by the median of this many values, so one
 
 def trailing_level(values: np.ndarray) -> np.ndarray:
     """Median of the LEVEL_WINDOW values up to each position (non-finite values left out)."""
-    finite = np.where(np.isfinite(values), values, np.nan)
-    return pd.Series(finite).rolling(LEVEL_WINDOW, min_periods=LEVEL_WINDOW // 2).median().to_numpy()
+    return rolling_median(values, LEVEL_WINDOW, min_periods=LEVEL_WINDOW // 2)
 
 
 TYPICAL_HISTORY_SHARE = 0.1  # the usual level needs a tenth of the run (and 10 values) behind it
@@ -77,7 +78,10 @@ def typical_level(values: np.ndarray) -> np.ndarray:
     first steps is judged against the level it settles at, not against its first few values."""
     finite = np.where(np.isfinite(values), values, np.nan)
     history = max(10, int(len(values) * TYPICAL_HISTORY_SHARE))
-    return pd.Series(finite).expanding(min_periods=history).median().shift(1).to_numpy()
+    if not len(values):
+        return finite
+    medians = rolling_median(finite, len(values), min_periods=history)  # a window of the whole run: expanding
+    return np.concatenate(([np.nan], medians[:-1]))
 
 
 def first_climb(values: np.ndarray, start_factor: float, growth: float, over_typical: float = 10.0) -> Climb | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from forensics.checks.base import Check, Evidence, Finding
 from forensics.checks.evidence import row_evidence, row_locator
 from forensics.checks.schedule.lr_trajectory import LrTrajectory, lr_trajectory, stated_schedule_explains
 from forensics.formatting import fmt_lr, fmt_step
 from forensics.model.run import Run
+from forensics.rolling import rolling_median
 
 # The LR's starting level: the median of its positive values over this first share of training
 # (a warmup from 0 is then judged against where it warmed up to, not against 0).
@@ -114,7 +114,7 @@ class LrRunaway(Check):
 
 def _levels(values: np.ndarray) -> np.ndarray:
     """Median of LEVEL_POINTS neighbouring values at each row."""
-    return pd.Series(values).rolling(LEVEL_POINTS, center=True, min_periods=1).median().to_numpy()
+    return rolling_median(values, LEVEL_POINTS, min_periods=1, center=True)
 
 
 def _opening(trajectory: LrTrajectory) -> np.ndarray:
