@@ -150,14 +150,15 @@ def apply_run(reading, layout: Layout, matrix: np.ndarray, first_number: int) ->
     step_bytes = _as_bytes(placed)  # views: frombytes copies straight from numpy's memory
     record_bytes = _as_bytes(np.arange(first_number, first_number + count, dtype=np.int64))
     wall_bytes = _as_bytes(np.full(count, np.nan if now is None else now, dtype=np.float64))
-    for slot in value_slots:
-        values = reading.values_of(layout.tags[slot], None)
-        values.steps.frombytes(step_bytes)
-        values.values.frombytes(_as_bytes(np.ascontiguousarray(matrix[:count, slot])))
-        values.records.frombytes(record_bytes)
-        values.wall_times.frombytes(wall_bytes)
+    for rows in reading.rows_for(layout.value_tags, None):
+        rows.steps.frombytes(step_bytes)
+        rows.records.frombytes(record_bytes)
+        rows.wall_times.frombytes(wall_bytes)
         for basis, lines in bases:
-            values.bases[basis] += lines
+            rows.bases[basis] += lines
+    by_tag = np.ascontiguousarray(matrix[:count, value_slots].T)  # one copy; each tag's values contiguous
+    for tag, values in zip(layout.value_tags, by_tag):
+        reading.series[(tag, None)].values.frombytes(_as_bytes(values))
     reading.values_read += count * len(value_slots)
     reading.lines += count
     reading.recognised += count

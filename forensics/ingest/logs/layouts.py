@@ -50,6 +50,11 @@ class Layout:
         """Indices of the slots that are series values, in the order the per-line parser adds them."""
         return [index for index, role in enumerate(self.roles) if role == VALUE]
 
+    @property
+    def value_tags(self) -> list[str]:
+        """The tags of `value_slots`, in the same order."""
+        return [self.tags[index] for index in self.value_slots]
+
 
 def _pieces(line: str, spans: list[tuple[int, int, str]]) -> tuple[list[str], bytes] | None:
     """Literals between the slot spans and the slots' kinds; the spaces before a slot belong to it.

@@ -41,21 +41,40 @@ _METRIC_HINTS = ("loss", "lr", "learning", "acc", "grad", "norm", "ppl", "perple
 
 
 @dataclass
-class _Values:
-    """One tag's values from one rank, in file order, in compact arrays (the per-line path appends
-    one value at a time, `fast.apply_run` a run's worth with `frombytes`)."""
+class _Rows:
+    """Where and when values were logged: step, line number and wall time per value, in compact arrays.
 
+    The tags a line logs together share one `_Rows` for as long as they are always logged together
+    (a Megatron line's ten values keep one copy of its step, line and time, not ten: a quarter of
+    the memory and of the page faults). `owners` counts the tags that share it.
+    """
+
+    owners: int
     steps: array = field(default_factory=lambda: array("q"))
-    values: array = field(default_factory=lambda: array("d"))
     records: array = field(default_factory=lambda: array("q"))
     wall_times: array = field(default_factory=lambda: array("d"))
     bases: Counter = field(default_factory=Counter)
 
+    def split(self, owners: int) -> _Rows:
+        """A copy for `owners` of the owners, who are about to be logged without the others."""
+        self.owners -= owners
+        return _Rows(owners, array("q", self.steps), array("q", self.records), array("d", self.wall_times),
+                     Counter(self.bases))
+
     def columns(self) -> tuple[np.ndarray, ...]:
-        """(steps, values, records, wall_times) as numpy views of the arrays, once the read is over:
-        views, not copies, so a 10M-value log is not held twice."""
-        return (np.frombuffer(self.steps, dtype="int64"), np.frombuffer(self.values, dtype="float64"),
-                np.frombuffer(self.records, dtype="int64"), np.frombuffer(self.wall_times, dtype="float64"))
+        """(steps, records, wall_times) as numpy views, once the read is over: views, not copies, so a
+        10M-value log is not held twice (and the tags that share the rows share the views)."""
+        return (np.frombuffer(self.steps, dtype="int64"), np.frombuffer(self.records, dtype="int64"),
+                np.frombuffer(self.wall_times, dtype="float64"))
+
+
+@dataclass
+class _Values:
+    """One tag's values from one rank, in file order (the per-line path appends one value at a
+    time, `fast.apply_run` a run's worth with `frombytes`), and the rows they were logged at."""
+
+    rows: _Rows
+    values: array = field(default_factory=lambda: array("d"))
 
 
 @dataclass
@@ -89,11 +108,39 @@ class _LogReading:
         return self.scanner.at_rest()
 
     def values_of(self, tag: str, rank: int | None) -> _Values:
-        """The arrays of one tag and rank, created at its first value."""
-        values = self.series.get((tag, rank))
-        if values is None:
-            values = self.series[(tag, rank)] = _Values()
-        return values
+        """The values of one tag and rank (which `rows_for` created at its first value)."""
+        return self.series[(tag, rank)]
+
+    def rows_for(self, tags, rank: int | None) -> list[_Rows]:
+        """The row stores to add one row to when a line logs `tags` (distinct names) for `rank`.
+
+        Usually one, shared by exactly these tags. A tag logged for the first time gets new rows; tags
+        logged without the others they shared rows with get a copy of them (at most once per tag
+        and partner, so the copying stays bounded). The series keep their first-value order.
+        """
+        members = [self.series.get((tag, rank)) for tag in tags]
+        first = members[0]
+        if first is not None and first.rows.owners == len(members) and all(
+                member is not None and member.rows is first.rows for member in members):
+            return [first.rows]
+        shared: dict[int, tuple[_Rows, list[_Values]]] = {}
+        for member in members:
+            if member is not None:
+                shared.setdefault(id(member.rows), (member.rows, []))[1].append(member)
+        result = []
+        for rows, inside in shared.values():
+            if len(inside) < rows.owners:
+                rows = rows.split(len(inside))
+                for member in inside:
+                    member.rows = rows
+            result.append(rows)
+        new_tags = [tag for tag, member in zip(tags, members) if member is None]
+        if new_tags:
+            rows = _Rows(len(new_tags))
+            result.append(rows)
+            for tag in new_tags:
+                self.series[(tag, rank)] = _Values(rows)
+        return result
 
     def feed(self, number: int, text: str) -> None:
         """One physical line (possibly holding several `\\r`-separated redraws).
@@ -137,8 +184,8 @@ class _LogReading:
                 # bar redrawn at 0/N every epoch is not a process starting again.
                 is_metric_line = True
                 step, basis = axis.resolve(parsed)
-                for tag, value in parsed.values.items():
-                    self._add(tag, rank, step, value, number, basis)
+                if parsed.values:
+                    self._add(parsed.values, rank, step, number, basis)
                 for kind, data in parsed.events:
                     had_event = True
                     self._event(FoundEvent(kind, number, capped(clean), data), rank, step)
@@ -164,15 +211,17 @@ class _LogReading:
         for found in self.scanner.finish():
             self._event(found, None, None)
 
-    def _add(self, tag: str, rank: int | None, step: int, value: float, number: int, basis: str) -> None:
-        values = self.values_of(tag, rank)
-        values.steps.append(step)
-        values.values.append(value)
-        values.records.append(number)
+    def _add(self, values: dict[str, float], rank: int | None, step: int, number: int, basis: str) -> None:
         now = self.clock.now()
-        values.wall_times.append(math.nan if now is None else now)
-        values.bases[basis] += 1
-        self.values_read += 1
+        wall_time = math.nan if now is None else now
+        for rows in self.rows_for(values, rank):
+            rows.steps.append(step)
+            rows.records.append(number)
+            rows.wall_times.append(wall_time)
+            rows.bases[basis] += 1
+        for tag, value in values.items():
+            self.series[(tag, rank)].values.append(value)
+        self.values_read += len(values)
 
     def _event(self, found: FoundEvent, rank: int | None, step: int | None) -> None:
         data = dict(found.data)
@@ -193,13 +242,14 @@ class _LogReading:
         """The series, tagged per rank (`rank1/loss`, context `rank1`) when several ranks interleave."""
         ranks = {rank for _, rank in self.series}
         several_ranks = len(ranks) > 1
-        result = []
+        result, columns = [], {}
         for (tag, rank), values in self.series.items():
             shown_tag = f"rank{rank}/{tag}" if several_ranks and rank is not None else tag
             context = f"rank{rank}" if several_ranks and rank is not None else ""
-            steps, numbers, records, wall_times = values.columns()
-            result.append(TaggedSeries(shown_tag, steps, numbers, wall_times, records, context,
-                                       _basis_text(values.bases)))
+            steps, records, wall_times = columns.get(id(values.rows)) or columns.setdefault(
+                id(values.rows), values.rows.columns())
+            result.append(TaggedSeries(shown_tag, steps, np.frombuffer(values.values, dtype="float64"), wall_times,
+                                       records, context, _basis_text(values.rows.bases)))
         return result
 
     def coverage(self, stream: LineStream, series: list[TaggedSeries]) -> dict:
