@@ -48,14 +48,15 @@ class BlockReader:
 
     def read(self) -> int | None:
         """Read the file; the line number at which the values cap stopped the read, or None."""
-        for block in self.stream.blocks():
-            stopped = self._block(block)
+        for buffer, end in self.stream.blocks():
+            with memoryview(buffer)[:end] as block:  # what `scan` may read: this block, not the buffer
+                stopped = self._block(buffer, block, end)
             if stopped is not None:
                 return stopped
         return None
 
-    def _block(self, block: bytes) -> int | None:
-        reading, stream, pos, size = self.reading, self.stream, 0, len(block)
+    def _block(self, buffer: bytearray, block: memoryview, size: int) -> int | None:
+        reading, stream, pos = self.reading, self.stream, 0
         while pos < size:
             if self.layouts and reading.ready_for_runs():
                 pos, stopped = self._runs(block, pos)
@@ -63,9 +64,9 @@ class BlockReader:
                     return stopped
                 if pos >= size:
                     break
-            newline = block.find(b"\n", pos)
+            newline = buffer.find(b"\n", pos, size)
             end = size if newline < 0 else newline + 1
-            raw, pos = block[pos:end], end
+            raw, pos = buffer[pos:end], end
             number = stream.lines_read = stream.lines_read + 1
             if len(raw) - (newline >= 0) > stream.limit:
                 stream.report_oversized(number, len(raw))
@@ -77,7 +78,7 @@ class BlockReader:
                 self._learn(*reading.last_parse)
         return None
 
-    def _runs(self, block: bytes, pos: int) -> tuple[int, int | None]:
+    def _runs(self, block: memoryview, pos: int) -> tuple[int, int | None]:
         """Consume runs of lines that match a layout from `pos`; (new pos, cap line or None)."""
         reading, stream = self.reading, self.stream
         while True:

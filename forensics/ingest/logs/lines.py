@@ -106,41 +106,48 @@ class LineStream:
             yield number, text.rstrip("\r\n")
         self.lines_read = number
 
-    def blocks(self, block_bytes: int | None = None) -> Iterator[bytes]:
+    def blocks(self, block_bytes: int | None = None) -> Iterator[tuple[bytearray, int]]:
         """The file as blocks of whole lines (the last may lack its newline), about `block_bytes`
-        (default `BLOCK_BYTES`, read at each call so tests can shrink it) each.
+        (default `BLOCK_BYTES`, read at each call so tests can shrink it) each, as (buffer, end):
+        the block is `buffer[:end]`.
 
-        The caller reads the lines of each block in order and adds them to `lines_read` before
-        asking for the next block. A line that outgrows the limit before its newline arrives is
-        skipped and reported here, without being held: memory stays bounded by block and limit.
+        One buffer is reused for every block (no fresh memory to fault in, no copy per block), so the
+        caller reads the lines of each block, in order, and adds them to `lines_read` before asking
+        for the next. A line that outgrows the limit before its newline arrives is skipped and
+        reported here, without being held: memory stays bounded by block and limit.
         """
         block_bytes = block_bytes or BLOCK_BYTES
         handle = self._open()
         if handle is None:
             return
         try:
-            carry = b""
+            # Room for a carried partial line (at most the limit, or what follows a skipped line) and a read.
+            buffer = bytearray(max(self.limit, block_bytes) + block_bytes)
+            filled = 0  # the carry: the start of a line the previous block did not finish
             while True:
-                chunk = handle.read(block_bytes)
-                if not chunk:
+                with memoryview(buffer)[filled:filled + block_bytes] as room:
+                    got = handle.readinto(room)
+                if not got:
                     break
-                data = carry + chunk if carry else chunk
-                cut = data.rfind(b"\n") + 1
+                filled += got
+                cut = buffer.rfind(b"\n", 0, filled) + 1
                 if cut:
-                    yield data[:cut] if cut < len(data) else data
-                carry = data[cut:]
-                if len(carry) > self.limit:  # no newline within the limit: an oversized line
-                    carry = self._skip_rest(handle, carry)
-            if carry:
-                yield carry
+                    yield buffer, cut
+                    buffer[:filled - cut] = buffer[cut:filled]
+                    filled -= cut
+                if filled > self.limit:  # no newline within the limit: an oversized line
+                    rest = self._skip_rest(handle, filled, block_bytes)
+                    buffer[:len(rest)] = rest
+                    filled = len(rest)
+            if filled:
+                yield buffer, filled
         finally:
             handle.close()
 
-    def _skip_rest(self, handle, start: bytes) -> bytes:
-        """Skip an oversized line begun by `start`; what follows its newline."""
-        size = len(start)
+    def _skip_rest(self, handle, size: int, block_bytes: int) -> bytes:
+        """Skip an oversized line of which `size` bytes are read; what follows its newline."""
         while True:
-            chunk = handle.read(BLOCK_BYTES)
+            chunk = handle.read(block_bytes)
             if not chunk:
                 rest = b""
                 break
