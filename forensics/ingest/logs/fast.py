@@ -21,6 +21,7 @@ import re
 
 import numpy as np
 
+from forensics import progress
 from forensics.ingest.logs.layouts import BUILDERS, EPOCH, STEP, Layout
 from forensics.ingest.logs.lines import LineStream
 from forensics.ingest.logs.steps import StepAxis
@@ -47,12 +48,19 @@ class BlockReader:
         self._shapes_tried: set[str] = set()
 
     def read(self) -> int | None:
-        """Read the file; the line number at which the values cap stopped the read, or None."""
+        """Read the file; the line number at which the values cap stopped the read, or None.
+
+        Tells `progress` how far through the file it is once per block (a no-op without a listener).
+        """
+        reported = 0
         for buffer, end in self.stream.blocks():
             with memoryview(buffer)[:end] as block:  # what `scan` may read: this block, not the buffer
                 stopped = self._block(buffer, block, end)
             if stopped is not None:
                 return stopped
+            if self.stream.bytes_read > reported:  # the last block may follow the last read
+                reported = self.stream.bytes_read
+                progress.file_advanced(reported)
         return None
 
     def _block(self, buffer: bytearray, block: memoryview, size: int) -> int | None:

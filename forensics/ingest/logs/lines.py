@@ -45,6 +45,7 @@ class LineStream:
     limit: int = field(default_factory=max_line_bytes)
     problems: list[InputProblem] = field(default_factory=list)
     lines_read: int = 0
+    bytes_read: int = 0  # by `blocks`: how far through the file it is (for the progress bar)
     oversized_lines: int = 0
     undecodable_lines: int = 0
 
@@ -129,6 +130,7 @@ class LineStream:
                     got = handle.readinto(room)
                 if not got:
                     break
+                self.bytes_read += got
                 filled += got
                 cut = buffer.rfind(b"\n", 0, filled) + 1
                 if cut:
@@ -148,6 +150,7 @@ class LineStream:
         """Skip an oversized line of which `size` bytes are read; what follows its newline."""
         while True:
             chunk = handle.read(block_bytes)
+            self.bytes_read += len(chunk)
             if not chunk:
                 rest = b""
                 break
