@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -17,7 +18,7 @@ from forensics.ingest.registry import NOT_READ, READERS
 from forensics.ingest.source import SourceRead, TaggedSeries
 from forensics.model.aliases import canonical_metric
 from forensics.model.log_clock import align_log_clocks
-from forensics.model.run import Run, Source, empty_series
+from forensics.model.run import GROUP_DTYPE, SEGMENT_DTYPE, Run, Source, empty_series
 from forensics.model.segments import assign_segments
 
 
@@ -26,7 +27,7 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
     root = _check_root(root)
     found = discover(root, follow_external_links)
     run = Run(name=name or root.name, path=str(root))
-    series_parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    series_parts: dict[str, list[_Part]] = defaultdict(list)
 
     readable_kinds = list(READERS)
     to_read = [f for f in found.files if f.kind in READERS]
@@ -42,7 +43,7 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
         run.sources.append(_source(read))
         for series in read.series:
             metric = canonical_metric(series.tag, series.context)
-            series_parts[metric.name].append(_frame(read.path, series, metric.group))
+            series_parts[metric.name].append(_Part(read.path, series, metric.group))
         run.events.extend(read.events)
         if read.checkpoint is not None:
             run.checkpoints.append(read.checkpoint)
@@ -53,7 +54,9 @@ def build_run(root: Path, name: str | None = None, follow_external_links: bool =
     if found.problems:
         run.sources.append(Source(".", "directory", "partial", 0, 0, "problems met while walking the run directory",
                                   tuple(found.problems)))
-    run.metrics = {metric: _concat(parts) for metric, parts in series_parts.items()}
+    # One metric at a time, letting go of its parts as it is built: peak memory is the values read
+    # plus one metric's frame, not two copies of everything.
+    run.metrics = {metric: _metric_frame(series_parts.pop(metric)) for metric in list(series_parts)}
     run.checkpoints.sort(key=lambda c: (c.global_step if c.global_step is not None else -1,
                                         c.epoch if c.epoch is not None else -1, c.path))
     run.sources = align_log_clocks(run.metrics, run.sources)
@@ -92,25 +95,44 @@ def _source(read: SourceRead) -> Source:
                   read.host, read.pid, read.first_wall_time, read.last_wall_time, read.coverage)
 
 
-def _frame(source: str, series: TaggedSeries, group: int) -> pd.DataFrame:
-    count = len(series.steps)
-    return pd.DataFrame({
-        "step": series.steps.astype("int64", copy=False),
-        "value": series.values.astype("float64", copy=False),
-        "wall_time": series.wall_times.astype("float64", copy=False),
-        "source": pd.Categorical.from_codes(np.zeros(count, dtype="int8"), categories=[source]),
-        "tag": pd.Categorical.from_codes(np.zeros(count, dtype="int8"), categories=[series.tag]),
-        "group": np.full(count, group, dtype="int64"),
-        "record": series.records.astype("int64", copy=False),
-        "segment": np.zeros(count, dtype="int64"),
-    })
+@dataclass(frozen=True)
+class _Part:
+    """One source's series of a metric, waiting to be joined with the metric's other sources."""
+
+    source: str
+    series: TaggedSeries
+    group: int
 
 
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+def _metric_frame(parts: list[_Part]) -> pd.DataFrame:
+    """The metric's rows from every source, in reading order, with the standard columns.
+
+    Built from the readers' arrays directly and without consolidating (copy=False): a pandas frame
+    from per-part frames plus a concat held three copies of a million-row metric at once.
+    """
     if not parts:
         return empty_series()
-    frame = pd.concat(parts, ignore_index=True)
-    for column in ("source", "tag"):
-        # concat of categoricals with different categories falls back to object; keep it compact
-        frame[column] = frame[column].astype("category")
-    return frame
+    lengths = np.array([len(part.series.steps) for part in parts], dtype=np.int64)
+    sources = list(dict.fromkeys(part.source for part in parts))
+    tags = list(dict.fromkeys(part.series.tag for part in parts))
+    return pd.DataFrame({
+        "step": _joined([part.series.steps for part in parts], np.int64),
+        "value": _joined([part.series.values for part in parts], np.float64),
+        "wall_time": _joined([part.series.wall_times for part in parts], np.float64),
+        "source": _labels([sources.index(part.source) for part in parts], lengths, sources),
+        "tag": _labels([tags.index(part.series.tag) for part in parts], lengths, tags),
+        "group": np.repeat(np.array([part.group for part in parts], dtype=GROUP_DTYPE), lengths),
+        "record": _joined([part.series.records for part in parts], np.int64),
+        "segment": np.zeros(int(lengths.sum()), dtype=SEGMENT_DTYPE),
+    }, copy=False)
+
+
+def _joined(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    if len(arrays) == 1:
+        return arrays[0].astype(dtype, copy=False)
+    return np.concatenate([array.astype(dtype, copy=False) for array in arrays])
+
+
+def _labels(codes: list[int], lengths: np.ndarray, categories: list[str]) -> pd.Categorical:
+    code_type = np.int8 if len(categories) < 128 else np.int32
+    return pd.Categorical.from_codes(np.repeat(np.array(codes, dtype=code_type), lengths), categories=categories)

@@ -32,14 +32,15 @@ def align_log_clocks(metrics: dict[str, pd.DataFrame], sources: list[Source]) ->
     logs = {source.path for source in sources if source.kind == LOG_KIND}
     if not logs:
         return sources
+    own_times = {path: _times_by_step(metrics, lambda source, path=path: source == path) for path in sorted(logs)}
+    own_times = {path: own for path, own in own_times.items() if not own.empty}
+    if not own_times:
+        return sources  # no log prints times: nothing to align (and no need for the reference's medians)
     reference = _times_by_step(metrics, lambda source: source not in logs)
     if reference.empty:
         return sources  # a log-only run: the printed times are the only clock
     notes = {}
-    for path in sorted(logs):
-        own = _times_by_step(metrics, lambda source, path=path: source == path)
-        if own.empty:
-            continue
+    for path, own in own_times.items():
         shared = pd.concat([reference.rename("reference"), own.rename("log")], axis=1, join="inner")
         offsets = (shared["reference"] - shared["log"]).to_numpy()
         offset = float(np.median(offsets)) if len(offsets) else np.nan

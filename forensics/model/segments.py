@@ -30,7 +30,7 @@ from forensics.ingest.tensorboard import event_file_name
 from forensics.model.aliases import is_bookkeeping
 from forensics.model.log_clock import LOG_KIND
 from forensics.model.log_restarts import LogRestart, log_restarts, place_by_line, place_untimed_rows, untimed_rewinds
-from forensics.model.run import Segment, Source
+from forensics.model.run import SEGMENT_DTYPE, Segment, Source
 
 # A gap starts a segment only when it is both long in absolute terms and huge relative to the
 # usual interval: slow evaluation passes must not look like restarts.
@@ -60,15 +60,16 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
     rows: a boundary that would leave a stretch without any logged value is folded into its
     neighbour, so every process lifetime is a segment with a real step range.
     """
+    row_times = _row_times(metrics)
     lifetimes = _lifetime_boundaries(sources, _tags_by_source(metrics))
-    within = _rewind_boundaries(metrics) + _gap_boundaries(metrics, lifetimes)
+    within = _rewind_boundaries(metrics) + _gap_boundaries(row_times, lifetimes)
     restarts = log_restarts(metrics, list(events)) if _only_logs_timed(metrics, sources) else []
     restart_times = [_first_time_after(metrics, restart) for restart in restarts]
     by_line = bool(restarts) and any(np.isnan(wall_time) for wall_time in restart_times)
     if restarts and not by_line:  # a timed log: its restarts take their place among its gaps and rewinds
         within += [_Boundary(wall_time, "restart", restart.reason, (restart.source,))
                    for restart, wall_time in zip(restarts, restart_times)]
-    boundaries = _merge_close(lifetimes, within, _row_times(metrics))
+    boundaries = _merge_close(lifetimes, within, row_times)
     starts = np.array([boundary.wall_time for boundary in boundaries[1:]], dtype="float64")
     owners = _lifetime_segments(boundaries)
     for frame in metrics.values():
@@ -77,14 +78,14 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
     split = len(boundaries) == 1 and len(folders) > 1
     if split:
         boundaries = _split_by_folder(metrics, folders)
-    elif not restarts and len(boundaries) == 1 and not _row_times(metrics).size:
+    elif not restarts and len(boundaries) == 1 and not row_times.size:
         restarts = untimed_rewinds(metrics)  # no clock at all: a counter going back is the only sign
         by_line = bool(restarts)
     if by_line:
         # Some restart has no timed row after it: place every row by line and step order, as in a log
         # without timestamps (the restart lines are stronger evidence than the log's silences).
         for frame in metrics.values():
-            frame["segment"] = 0
+            frame["segment"] = np.zeros(len(frame), dtype=SEGMENT_DTYPE)
         place_by_line(metrics, restarts)
         boundaries = boundaries[:1] + [_Boundary(np.nan, restart.kind, restart.reason, (restart.source,),
                                                  restart.rewound_from_step) for restart in restarts]
@@ -97,11 +98,9 @@ def assign_segments(metrics: dict[str, pd.DataFrame], sources: list[Source],
 
 def _row_times(metrics: dict[str, pd.DataFrame]) -> np.ndarray:
     """Every finite wall time of any row, sorted."""
-    times = [frame["wall_time"].to_numpy() for frame in metrics.values() if len(frame)]
-    if not times:
-        return np.zeros(0)
-    wall_times = np.unique(np.concatenate(times))
-    return wall_times[np.isfinite(wall_times)]
+    times = [wall_times[np.isfinite(wall_times)] for wall_times in
+             (frame["wall_time"].to_numpy() for frame in metrics.values() if len(frame))]
+    return np.unique(np.concatenate(times)) if times else np.zeros(0)
 
 
 def _only_logs_timed(metrics: dict[str, pd.DataFrame], sources: list[Source]) -> bool:
@@ -142,7 +141,7 @@ def _split_by_folder(metrics: dict[str, pd.DataFrame], folders: list[str]) -> li
     index = {folder: position for position, folder in enumerate(folders)}
     for frame in metrics.values():
         codes = {source: index.get(_folder(str(source)), 0) for source in frame["source"].cat.categories}
-        frame["segment"] = frame["source"].map(codes).astype("int64").to_numpy()
+        frame["segment"] = frame["source"].map(codes).astype(SEGMENT_DTYPE).to_numpy()
     return [_Boundary(-np.inf, "start" if position == 0 else "restart",
                       f"Lightning {folder}/ (a separate fit, no wall times to order it otherwise)")
             for position, folder in enumerate(folders)]
@@ -168,9 +167,33 @@ def _note_step_rewinds(segments: list[Segment]) -> list[Segment]:
 def _tags_by_source(metrics: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
     tags: dict[str, set[str]] = {}
     for frame in metrics.values():
-        for (source, tag), _ in frame.groupby(["source", "tag"], observed=True, sort=False):
-            tags.setdefault(str(source), set()).add(str(tag))
+        for source, tag, _ in _source_tag_rows(frame):
+            tags.setdefault(source, set()).add(tag)
     return tags
+
+
+def _source_tag_rows(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray | slice]]:
+    """(source, tag, positions of its rows in order) for every source and tag in the frame.
+
+    The build writes each source's rows as one block, so the usual answer is a few slices found in one
+    pass; rows interleaved some other way are grouped by a stable sort. A groupby would copy every group.
+    """
+    if frame.empty:
+        return []
+    sources, tags = frame["source"].cat, frame["tag"].cat
+    pair = sources.codes.to_numpy().astype(np.int64) * (len(tags.categories) + 1) + tags.codes.to_numpy()
+    starts = np.concatenate(([0], np.flatnonzero(pair[1:] != pair[:-1]) + 1))
+    bounds = list(zip(starts.tolist(), starts[1:].tolist() + [len(pair)]))
+    if len(np.unique(pair[starts])) == len(starts):  # every pair is one block
+        return [(str(sources.categories[pair[start] // (len(tags.categories) + 1)]),
+                 str(tags.categories[pair[start] % (len(tags.categories) + 1)]), slice(start, end))
+                for start, end in bounds]
+    order = np.argsort(pair, kind="stable")
+    firsts = np.concatenate(([0], np.flatnonzero(np.diff(pair[order])) + 1))
+    groups = sorted(zip(firsts.tolist(), firsts[1:].tolist() + [len(order)]), key=lambda group: order[group[0]])
+    return [(str(sources.categories[pair[order[first]] // (len(tags.categories) + 1)]),
+             str(tags.categories[pair[order[first]] % (len(tags.categories) + 1)]), order[first:end])
+            for first, end in groups]  # in order of first appearance, as groupby(sort=False) gives them
 
 
 def _lifetime_boundaries(sources: list[Source], tags: dict[str, set[str]] | None = None) -> list[_Boundary]:
@@ -234,23 +257,23 @@ def _rewind_boundaries(metrics: dict[str, pd.DataFrame]) -> list[_Boundary]:
     for frame in metrics.values():
         if frame.empty or frame["wall_time"].isna().all():
             continue
-        for (source, tag), rows in frame.groupby(["source", "tag"], observed=True, sort=False):
-            steps = rows["step"].to_numpy()
+        all_steps, all_wall_times = frame["step"].to_numpy(), frame["wall_time"].to_numpy()
+        for source, tag, rows in _source_tag_rows(frame):
+            steps, wall_times = all_steps[rows], all_wall_times[rows]
             for position in np.flatnonzero(steps[1:] < steps[:-1]) + 1:
-                wall_time = float(rows["wall_time"].iloc[position])
+                wall_time = float(wall_times[position])
                 if np.isnan(wall_time):
                     continue
                 boundaries.append(_Boundary(
                     wall_time, "rewind",
                     f"{tag} in {source} goes back from step {int(steps[position - 1])} to {int(steps[position])}",
-                    (str(source),), int(steps[position - 1])))
+                    (source,), int(steps[position - 1])))
     return boundaries
 
 
-def _gap_boundaries(metrics: dict[str, pd.DataFrame], lifetimes: list[_Boundary]) -> list[_Boundary]:
-    """A boundary at every unusually long silence in the wall-time record, unless a new process
-    started during it (the silence is the time between two lifetimes, already a boundary)."""
-    wall_times = _row_times(metrics)
+def _gap_boundaries(wall_times: np.ndarray, lifetimes: list[_Boundary]) -> list[_Boundary]:
+    """A boundary at every unusually long silence in the wall-time record (`_row_times`), unless a new
+    process started during it (the silence is the time between two lifetimes, already a boundary)."""
     if len(wall_times) < 3:
         return []
     intervals = np.diff(wall_times)
@@ -312,16 +335,18 @@ def _lifetime_segments(boundaries: list[_Boundary]) -> dict[str, tuple[int, int]
 def _drop_empty(metrics: dict[str, pd.DataFrame], boundaries: list[_Boundary]) -> list[_Boundary]:
     """Fold boundaries that got no rows into the next segment (a process that wrote only a
     file_version record, a rewind no row follows): a segment always has a step range."""
+    if len(boundaries) == 1:
+        return boundaries
     used = np.zeros(len(boundaries), bool)
     for frame in metrics.values():
         codes = frame["segment"].to_numpy()
-        used[np.unique(codes[(codes >= 0) & (codes < len(boundaries))])] = True
+        used |= np.bincount(codes[(codes >= 0) & (codes < len(boundaries))], minlength=len(boundaries)) > 0
     if used.all() or not used.any():
         return boundaries
     kept = [index for index in range(len(boundaries)) if used[index]]
     remap = np.searchsorted(np.array(kept), np.arange(len(boundaries)), side="left").clip(0, len(kept) - 1)
     for frame in metrics.values():
-        frame["segment"] = remap[frame["segment"].to_numpy()]
+        frame["segment"] = remap.astype(SEGMENT_DTYPE)[frame["segment"].to_numpy()]
     result = [boundaries[index] for index in kept]
     if result[0].kind != "start":
         result[0] = replace(result[0], kind="start", wall_time=-np.inf)
@@ -334,7 +359,7 @@ def _segment_of(frame: pd.DataFrame, starts: np.ndarray, owners: dict[str, tuple
     the file, whatever their wall times say (a file_version record stamped after the values, a clock
     passed to add_scalar)."""
     wall_times = frame["wall_time"].to_numpy()
-    segment = np.searchsorted(starts, wall_times, side="right").astype("int64")
+    segment = np.searchsorted(starts, wall_times, side="right").astype(SEGMENT_DTYPE)
     untimed = np.isnan(wall_times)
     if untimed.any():
         segment[untimed] = 0

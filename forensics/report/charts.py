@@ -69,13 +69,15 @@ def _finding_metric(run: Run, finding: Finding) -> str | None:
 
 
 def _series(run: Run, metric: str, group: int, scope: str, window: tuple[int, int] | None) -> ChartSeries:
-    rows = run.series(metric, group).sort_values("step", kind="stable")
-    if window is not None:
-        rows = rows[(rows["step"] >= window[0]) & (rows["step"] <= window[1])]
+    rows = run.series(metric, group)
     steps = rows["step"].to_numpy(dtype=np.int64)
-    values = rows["value"].to_numpy(dtype=np.float64)
+    # the three columns the chart needs, in step order (sorting the whole frame copied all eight)
+    order = np.argsort(steps, kind="stable")
+    if window is not None:
+        order = order[(steps[order] >= window[0]) & (steps[order] <= window[1])]
+    values = rows["value"].to_numpy(dtype=np.float64)[order]
     label = metric if group == 0 else f"{metric} (group {group})"
-    return reduce_series(metric, label, steps, values, rows["segment"].to_numpy(), scope, window,
+    return reduce_series(metric, label, steps[order], values, rows["segment"].to_numpy()[order], scope, window,
                          WINDOW_POINTS if window else CHART_POINTS)
 
 
