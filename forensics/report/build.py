@@ -50,15 +50,24 @@ def _metric_order(item: tuple[str, pd.DataFrame]) -> tuple:
 
 def _trajectory(metric: str, frame: pd.DataFrame) -> Trajectory:
     # First and last by time (segment, then step), whatever order the sources were read in.
-    ordered = frame.sort_values(["segment", "step"], kind="stable")
-    values = ordered["value"].to_numpy()
+    first, last = _first_and_last(frame["segment"].to_numpy(), frame["step"].to_numpy())
+    values, steps = frame["value"].to_numpy(), frame["step"].to_numpy()
     finite = values[np.isfinite(values)]
     return Trajectory(
-        metric=metric, count=len(frame), first_step=int(ordered["step"].iloc[0]),
-        last_step=int(ordered["step"].iloc[-1]), first_value=float(values[0]), last_value=float(values[-1]),
+        metric=metric, count=len(frame), first_step=int(steps[first]),
+        last_step=int(steps[last]), first_value=float(values[first]), last_value=float(values[last]),
         min_value=float(finite.min()) if len(finite) else None, max_value=float(finite.max()) if len(finite) else None,
         nonfinite=int(len(values) - len(finite)), groups=tuple(sorted(frame["group"].unique().tolist())),
         tags=tuple(str(tag) for tag in frame["tag"].unique()), sources=tuple(str(s) for s in frame["source"].unique()))
+
+
+def _first_and_last(segments: np.ndarray, steps: np.ndarray) -> tuple[int, int]:
+    """Positions of the first and last rows a stable sort by (segment, step) would give, without sorting."""
+    earliest = np.flatnonzero(segments == segments.min())
+    latest = np.flatnonzero(segments == segments.max())
+    latest_steps = steps[latest]
+    return (int(earliest[np.argmin(steps[earliest])]),
+            int(latest[len(latest) - 1 - np.argmax(latest_steps[::-1])]))
 
 
 def _checkpoint_summary(checkpoint: Checkpoint) -> CheckpointSummary:

@@ -52,8 +52,7 @@ def run_facts(run: Run) -> RunFacts:
     lr = run.series(aliases.LR, group=0)
     first_lr = None
     if len(lr):
-        ordered = lr.sort_values("step", kind="stable")
-        first_lr = float(ordered["value"].iloc[0])
+        first_lr = float(lr["value"].iloc[int(np.argmin(lr["step"].to_numpy()))])  # the first row at the first step
     accumulation, world = stated.get("gradient_accumulation_steps"), stated.get("world_size")
     return RunFacts(last_step, planned, epochs, per_epoch, stated.int_value("gradient_accumulation_steps"),
                     stated.int_value("world_size"), first_lr, epochs_basis, per_epoch_basis, accumulation, world)
