@@ -29,6 +29,41 @@ static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* The first byte at or after p that is not a space. Megatron pads its numbers with up to a dozen
+   spaces: eight bytes at a time, the lowest set bit of chunk ^ "        " is in the first non-space
+   byte (little-endian). */
+static const char *skip_spaces(const char *p, const char *limit) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (limit - p >= 8) {
+        unsigned long long chunk;
+        memcpy(&chunk, p, 8);
+        chunk ^= 0x2020202020202020ULL;
+        if (chunk) return p + (__builtin_ctzll(chunk) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < limit && *p == ' ') p++;
+    return p;
+}
+
+/* The end of the run of ASCII digits at p, eight bytes at a time: a byte is a digit when its high
+   nibble, and that of the byte plus 6, are both 3 (a carry out of a non-digit byte only changes the
+   bytes after it, which do not count). */
+static const char *skip_digits(const char *p, const char *limit) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned long long high = 0xF0F0F0F0F0F0F0F0ULL, threes = 0x3030303030303030ULL;
+    while (limit - p >= 8) {
+        unsigned long long chunk;
+        memcpy(&chunk, p, 8);
+        unsigned long long odd = ((chunk & high) ^ threes) | (((chunk + 0x0606060606060606ULL) & high) ^ threes);
+        if (odd) return p + (__builtin_ctzll(odd) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < limit && is_digit(*p)) p++;
+    return p;
+}
+
 /* Convert the token [start, end) with float()'s own parser; 0 on success. */
 static int slow_convert(const char *start, const char *end, double *out) {
     Py_ssize_t length = end - start;
@@ -84,29 +119,27 @@ static int parse_decimal(const char **cursor, const char *limit, int allow_sign,
         negative = *p == '-';
         p++;
     }
-    unsigned long long mantissa = 0;
-    int significant = 0, int_digits = 0, frac_digits = 0, exactable = 1;
-    while (p < limit && is_digit(*p)) {
-        if (mantissa || *p != '0') {
-            if (++significant > 19) exactable = 0;
-            else mantissa = mantissa * 10 + (unsigned)(*p - '0');
-        }
-        p++;
-        int_digits++;
-    }
+    /* Find the digits first, then convert the significant ones in loops without checks. */
+    const char *int_start = p;
+    p = skip_digits(p, limit);
+    const char *int_end = p, *frac_start = p, *frac_end = p;
     if (p < limit && *p == '.') {
-        p++;
-        while (p < limit && is_digit(*p)) {
-            if (mantissa || *p != '0') {
-                if (++significant > 19) exactable = 0;
-                else mantissa = mantissa * 10 + (unsigned)(*p - '0');
-            }
-            p++;
-            frac_digits++;
-        }
-        if (int_digits == 0 && frac_digits == 0) return -1;
-    } else if (int_digits == 0) {
+        frac_start = ++p;
+        p = frac_end = skip_digits(p, limit);
+        if (int_end == int_start && frac_end == frac_start) return -1;
+    } else if (int_end == int_start) {
         return -1;
+    }
+    const char *lead = int_start, *frac_lead = frac_start;  /* the first significant digit */
+    while (lead < int_end && *lead == '0') lead++;
+    if (lead == int_end)
+        while (frac_lead < frac_end && *frac_lead == '0') frac_lead++;
+    long frac_digits = (long)(frac_end - frac_start);
+    int exactable = (int_end - lead) + (frac_end - frac_lead) <= 19;
+    unsigned long long mantissa = 0;
+    if (exactable) {
+        for (const char *q = lead; q < int_end; q++) mantissa = mantissa * 10 + (unsigned)(*q - '0');
+        for (const char *q = frac_lead; q < frac_end; q++) mantissa = mantissa * 10 + (unsigned)(*q - '0');
     }
     long exponent = 0;
     if (allow_exponent && p < limit && (*p == 'e' || *p == 'E')) {
@@ -151,20 +184,15 @@ static int word_at(const char *p, const char *limit, const char *word) {
 
 /* One slot at *cursor; 0 and the value on success. */
 static int parse_slot(char kind, const char **cursor, const char *limit, double *out) {
-    const char *p = *cursor;
-    int spaces = 0;
-    while (p < limit && *p == ' ') {
-        p++;
-        spaces++;
-    }
-    if ((kind == 'F' || kind == 'D' || kind == 'U') && spaces == 0) return -1;
+    const char *p = skip_spaces(*cursor, limit);
+    if ((kind == 'F' || kind == 'D' || kind == 'U') && p == *cursor) return -1;
     if (kind == 'd' || kind == 'D') {
-        const char *start = p;
-        double value = 0.0;
-        while (p < limit && is_digit(*p) && p - start < 16) value = value * 10.0 + (*p++ - '0');
-        if (p == start || p - start > 15) return -1;
+        const char *end = skip_digits(p, limit);
+        if (end == p || end - p > 15) return -1;
+        double value = 0.0;  /* exact: 15 digits stay below 2**53 */
+        for (const char *q = p; q < end; q++) value = value * 10.0 + (*q - '0');
         *out = value;
-        *cursor = p;
+        *cursor = end;
         return 0;
     }
     if (kind == 'u' || kind == 'U') {
