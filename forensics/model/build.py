@@ -113,8 +113,10 @@ def _metric_frame(parts: list[_Part]) -> pd.DataFrame:
     if not parts:
         return empty_series()
     lengths = np.array([len(part.series.steps) for part in parts], dtype=np.int64)
-    sources = list(dict.fromkeys(part.source for part in parts))
-    tags = list(dict.fromkeys(part.series.tag for part in parts))
+    # sorted, as pandas orders the categories of concatenated labels: ties between sources (which is
+    # busiest, which comes first in a groupby) fall the same way whatever order the files were read in
+    sources = sorted({part.source for part in parts})
+    tags = sorted({part.series.tag for part in parts})
     return pd.DataFrame({
         "step": _joined([part.series.steps for part in parts], np.int64),
         "value": _joined([part.series.values for part in parts], np.float64),
